@@ -1,0 +1,95 @@
+//! The `truc` command line: argument definitions and dispatch.
+//!
+//! Command and flag names are a contract (documentation and checks rely on them). Exit codes:
+//! 0 success, 1 failure (an invalid package, an I/O error), 64 usage error (bad arguments).
+
+pub mod package;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a failure: invalid input, I/O error.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a usage error (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// truc: the inter-agency document exchange hub (edXML, QCVN 102:2016).
+#[derive(Debug, Parser)]
+#[command(name = "truc", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate, inspect and create edXML packages.
+    #[command(subcommand)]
+    Package(package::PackageCommand),
+}
+
+/// What a command produced: an exit code, with output already written.
+pub type Outcome = Result<u8, CliError>;
+
+/// A failure that ends a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else (exit 1).
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+/// Parses `args` and runs the command, writing to `out` and `err`. Returns the exit code.
+pub fn run(
+    args: impl IntoIterator<Item = OsString>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
+                _ => EXIT_USAGE,
+            };
+            let rendered = e.render().to_string();
+            let target: &mut dyn Write = if code == EXIT_OK { out } else { err };
+            let _ = write!(target, "{rendered}");
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Package(cmd) => package::run(cmd, out, err),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Usage(msg)) => {
+            let _ = writeln!(err, "error: {msg}");
+            EXIT_USAGE
+        }
+        Err(CliError::Runtime(e)) => {
+            let _ = writeln!(err, "error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Runs with the process's arguments and standard streams.
+pub fn main() -> ExitCode {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let code = run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock());
+    ExitCode::from(code)
+}

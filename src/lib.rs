@@ -1,0 +1,27 @@
+//! truc: a hub for the official documents Vietnamese government agencies send each other.
+//!
+//! Agencies exchange edXML packages (QCVN 102:2016): official letters, decisions and status
+//! reports. The hub checks each package, stores it durably, routes it to every recipient and
+//! gives the sender signed receipts. This crate is the library behind the `truc` binary.
+//!
+//! # Architecture
+//! ```text
+//! xml      one strict parser and tree for everything that reads XML (spans into the bytes)
+//! edxml    the package model: parse + validate (strict | lenient), build, attachments
+//! clock    the only place that reads the time; everything else takes `now` as an argument
+//! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
+//! ```
+//! Later layers (XML-Signature, PKI, store, hub, delivery, receipts) build on these.
+//!
+//! # Guarantees
+//! - Received packages are never re-serialized: the original bytes are kept and forwarded.
+//! - No input makes the library panic; bad input gets an error naming where and what.
+//! - No DTDs, entities or external resources are ever processed.
+//!
+//! Specifications followed: XML 1.0 (5th ed.), Namespaces in XML 1.0, QCVN 102:2016/BTTTT
+//! as digested in `README.md`.
+
+pub mod cli;
+pub mod clock;
+pub mod edxml;
+pub mod xml;

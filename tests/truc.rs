@@ -1,0 +1,20 @@
+//! The integration suite: one binary (as ripgrep does), one module per topic.
+//!
+//! Fixtures live in `tests/fixtures/` (see its README); schemas in `schemas/`. The `schema`
+//! module runs Debian's `xmllint`, which `.ci/run` installs.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "truc/util.rs"]
+mod util;
+
+#[path = "truc/cli.rs"]
+mod cli;
+#[path = "truc/fixtures.rs"]
+mod fixtures;
+#[path = "truc/malformed.rs"]
+mod malformed;
+#[path = "truc/roundtrip.rs"]
+mod roundtrip;
+#[path = "truc/schema.rs"]
+mod schema;
