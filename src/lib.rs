@@ -25,3 +25,6 @@ pub mod cli;
 pub mod clock;
 pub mod edxml;
 pub mod xml;
+
+#[doc(hidden)]
+pub mod fuzzing;
