@@ -25,7 +25,9 @@ pub fn edxml_parse(data: &[u8]) {
                 assert_eq!(parsed.bytes(), data);
                 if let edxml::Package::Edoc(e) = parsed.package() {
                     for (i, a) in e.attachments.iter().enumerate() {
-                        let bytes = parsed.attachment_data(i).expect("validated payload decodes");
+                        let bytes = parsed
+                            .attachment_data(i)
+                            .expect("validated payload decodes");
                         assert_eq!(bytes.len() as u64, a.size);
                         assert_eq!(edxml::model::Sha256::of(&bytes), a.sha256);
                     }

@@ -9,6 +9,7 @@
 //! xml      one strict parser and tree for everything that reads XML (spans into the bytes)
 //! edxml    the package model: parse + validate (strict | lenient), build, attachments
 //! clock    the only place that reads the time; everything else takes `now` as an argument
+//! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
 //! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
 //! ```
 //! Later layers (XML-Signature, PKI, store, hub, delivery, receipts) build on these.
@@ -24,6 +25,7 @@
 pub mod cli;
 pub mod clock;
 pub mod edxml;
+pub mod telemetry;
 pub mod xml;
 
 #[doc(hidden)]

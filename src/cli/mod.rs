@@ -88,6 +88,7 @@ pub fn run(
 
 /// Runs with the process's arguments and standard streams.
 pub fn main() -> ExitCode {
+    crate::telemetry::init();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let code = run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock());

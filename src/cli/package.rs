@@ -154,6 +154,7 @@ fn validate(a: &ValidateArgs, today: Date, out: &mut dyn Write, err: &mut dyn Wr
     for file in &a.files {
         let name = file.display().to_string();
         let bytes = read(file)?;
+        tracing::debug!(file = %name, bytes = bytes.len(), mode, "validating");
         let (problems, kind) = match edxml::parse(&bytes, &opts) {
             Ok(p) => {
                 let kind = match p.package() {

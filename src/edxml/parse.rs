@@ -555,6 +555,40 @@ impl<'d, 'a> Cx<'d, 'a> {
         Some(t)
     }
 
+    /// `ResponseFor/Code`: `number/notation`.
+    fn response_code(&mut self, node: NodeId, path: &str) -> Option<String> {
+        let t = self.text(node, path, LEN_CODE * 2 + 1, true)?;
+        if !matches!(t.trim().split_once('/'), Some((n, x)) if !n.is_empty() && !x.is_empty()) {
+            self.strict(
+                path,
+                node,
+                Code::ValueOutOfRange,
+                format!("{t:?}: expected number/notation, e.g. 7816/VPCP-TTĐT"),
+            );
+        }
+        Some(t)
+    }
+
+    /// A MIME type `type/subtype[;parameters]`.
+    fn content_type(&mut self, node: NodeId, path: &str) -> Option<String> {
+        let t = self.text(node, path, LEN_SHORT, true)?.trim().to_owned();
+        let token = |s: &str| {
+            s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+        };
+        let essence = t.split(';').next().unwrap_or("");
+        if !matches!(essence.split_once('/'), Some((a, b)) if token(a) && token(b)) {
+            self.strict(
+                path,
+                node,
+                Code::ValueOutOfRange,
+                format!("{t:?}: expected a MIME type such as application/pdf"),
+            );
+        }
+        Some(t)
+    }
+
     fn req_text(&mut self, k: &Kids<'_>, name: &str, max: usize) -> Option<String> {
         let (n, p) = self.one(k, name)?;
         self.text(n, &p, max, true)
@@ -613,50 +647,49 @@ impl<'d, 'a> Cx<'d, 'a> {
     }
 
     fn date(&mut self, node: NodeId, path: &str) -> Option<Date> {
-        let s = self.token(node, path);
-        match time::parse_date(&s) {
-            Some((d, Spelling::Standard)) => Some(d),
-            Some((d, Spelling::Legacy)) => {
-                self.strict(
-                    path,
-                    node,
-                    Code::LegacyDateFormat,
-                    format!("{s:?}: dates are written YYYY/MM/DD"),
-                );
-                Some(d)
-            }
-            None => {
-                self.error(
-                    path,
-                    node,
-                    Code::InvalidDate,
-                    format!("{s:?}: expected a date YYYY/MM/DD"),
-                );
-                None
-            }
-        }
+        self.dated(
+            node,
+            path,
+            time::parse_date,
+            Code::InvalidDate,
+            "a date YYYY/MM/DD",
+        )
     }
 
     fn timestamp(&mut self, node: NodeId, path: &str) -> Option<DateTime> {
+        self.dated(
+            node,
+            path,
+            time::parse_timestamp,
+            Code::InvalidTimestamp,
+            "a timestamp YYYY/MM/DD HH:mm:ss",
+        )
+    }
+
+    /// A date or timestamp: the standard spelling is accepted, a legacy one is tolerated only
+    /// when lenient, anything else is `invalid`.
+    fn dated<T>(
+        &mut self,
+        node: NodeId,
+        path: &str,
+        parse: fn(&str) -> Option<(T, Spelling)>,
+        invalid: Code,
+        expected: &str,
+    ) -> Option<T> {
         let s = self.token(node, path);
-        match time::parse_timestamp(&s) {
-            Some((t, Spelling::Standard)) => Some(t),
-            Some((t, Spelling::Legacy)) => {
+        match parse(&s) {
+            Some((v, Spelling::Standard)) => Some(v),
+            Some((v, Spelling::Legacy)) => {
                 self.strict(
                     path,
                     node,
                     Code::LegacyDateFormat,
-                    format!("{s:?}: timestamps are written YYYY/MM/DD HH:mm:ss"),
+                    format!("{s:?}: expected {expected}"),
                 );
-                Some(t)
+                Some(v)
             }
             None => {
-                self.error(
-                    path,
-                    node,
-                    Code::InvalidTimestamp,
-                    format!("{s:?}: expected YYYY/MM/DD HH:mm:ss"),
-                );
+                self.error(path, node, invalid, format!("{s:?}: expected {expected}"));
                 None
             }
         }
@@ -975,7 +1008,7 @@ impl<'d, 'a> Cx<'d, 'a> {
             let k = self.kids(n, &p, RESPONSE_FOR, false);
             response_for.push(ResponseFor {
                 organ_id: self.opt_with(&k, "OrganId", Self::agency),
-                code: self.opt_text(&k, "Code", LEN_CODE * 2 + 1),
+                code: self.opt_with(&k, "Code", Self::response_code),
                 promulgation_date: self.opt_with(&k, "PromulgationDate", Self::date),
                 document_id: self.opt_text(&k, "DocumentId", LEN_DOCUMENT_ID),
             });
@@ -1243,14 +1276,14 @@ impl<'d, 'a> Cx<'d, 'a> {
         for (n, p) in self.many(&mk, "Reference") {
             let k = self.kids(n, &p, REFERENCE, false);
             let content_id = self.req_text(&k, "ContentId", LEN_CONTENT_ID);
-            let content_type = self.req_text(&k, "ContentType", LEN_SHORT);
+            let content_type = self.req(&k, "ContentType", Self::content_type);
             let description = self.opt_text(&k, "Description", LEN_TEXT);
             let attachment_name = self.req_text(&k, "AttachmentName", LEN_TEXT);
             match (content_id, content_type, attachment_name) {
                 (Some(content_id), Some(content_type), Some(attachment_name)) => out.push((
                     ManifestReference {
                         content_id: content_id.trim().to_owned(),
-                        content_type: content_type.trim().to_owned(),
+                        content_type,
                         description,
                         attachment_name,
                     },
@@ -1280,7 +1313,7 @@ impl<'d, 'a> Cx<'d, 'a> {
             let content_id = self.req_text(&k, "ContentId", LEN_CONTENT_ID);
             let name = self.req_text(&k, "AttachmentName", LEN_TEXT);
             let description = self.opt_text(&k, "Description", LEN_TEXT);
-            let content_type = self.req_text(&k, "ContentType", LEN_SHORT);
+            let content_type = self.req(&k, "ContentType", Self::content_type);
             let summary = self.one(&k, "ContentTransferEncoded").and_then(|(pn, pp)| {
                 payloads.push(pn);
                 let text = self.leaf(pn, &pp);
@@ -1294,7 +1327,6 @@ impl<'d, 'a> Cx<'d, 'a> {
             });
             let attachment = match (content_id, name, content_type, summary) {
                 (Some(content_id), Some(name), Some(content_type), Some(s)) => {
-                    let content_type = content_type.trim().to_owned();
                     if !s.format.matches_content_type(&content_type) {
                         self.strict(
                             &join(&p, "ContentType"),
@@ -1418,7 +1450,7 @@ impl<'d, 'a> Cx<'d, 'a> {
         let response_for = self.req(&k, "ResponseFor", |cx, n, p| {
             let k = cx.kids(n, p, RESPONSE_FOR, false);
             let organ_id = cx.req(&k, "OrganId", Self::agency);
-            let code = cx.req_text(&k, "Code", LEN_CODE * 2 + 1);
+            let code = cx.req(&k, "Code", Self::response_code);
             let promulgation_date = cx.opt_with(&k, "PromulgationDate", Self::date);
             let document_id = cx.req_text(&k, "DocumentId", LEN_DOCUMENT_ID);
             Some(StatusResponseFor {

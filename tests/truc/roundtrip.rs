@@ -22,6 +22,11 @@ fn opt_text(max: usize) -> impl Strategy<Value = Option<String>> {
     proptest::option::of(text(max))
 }
 
+/// `number/notation`, as `ResponseFor/Code` is written.
+fn response_code() -> impl Strategy<Value = String> {
+    (text(25), text(25)).prop_map(|(number, notation)| format!("{number}/{notation}"))
+}
+
 fn agency() -> impl Strategy<Value = AgencyId> {
     prop_oneof![
         (0u32..1000, 0u32..100, 0u32..100, 0u8..26, 0u32..100).prop_map(|(a, b, c, l, n)| {
@@ -141,7 +146,7 @@ fn header() -> impl Strategy<Value = MessageHeader> {
     let response_for = proptest::collection::vec(
         (
             proptest::option::of(agency()),
-            opt_text(60),
+            proptest::option::of(response_code()),
             proptest::option::of(date()),
             opt_text(200),
         )
@@ -315,7 +320,12 @@ fn attachments() -> impl Strategy<Value = Vec<NewAttachment>> {
 fn status() -> impl Strategy<Value = Status> {
     (
         organization(),
-        (agency(), text(60), proptest::option::of(date()), text(200)),
+        (
+            agency(),
+            response_code(),
+            proptest::option::of(date()),
+            text(200),
+        ),
         proptest::option::of(staff()),
         prop_oneof![
             proptest::sample::select(StatusCode::KNOWN.to_vec()).prop_map(str::to_owned),
