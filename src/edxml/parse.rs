@@ -416,10 +416,11 @@ impl<'d, 'a> Cx<'d, 'a> {
             match &doc.node(child).kind {
                 NodeKind::Text(t) if !t.trim().is_empty() => {
                     let shown: String = t.trim().chars().take(40).collect();
-                    let at = if path.is_empty() {
-                        "edXMLEnvelope"
-                    } else {
-                        path
+                    // Paths start below the envelope, so its own text and the root's need names.
+                    let at = match path {
+                        "" if node == doc.root() => "edXML",
+                        "" => "edXMLEnvelope",
+                        p => p,
                     };
                     self.strict(
                         at,

@@ -199,6 +199,32 @@ fn structural_problems_have_specific_codes() {
 }
 
 #[test]
+fn text_problems_name_the_element_that_holds_the_text() {
+    for (from, to, path) in [
+        (
+            "</edXML:edXMLEnvelope>",
+            "</edXML:edXMLEnvelope>stray",
+            "edXML",
+        ),
+        (
+            "</edXML:edXMLBody>",
+            "</edXML:edXMLBody>stray",
+            "edXMLEnvelope",
+        ),
+        (
+            "</edXML:To>",
+            "</edXML:To>stray",
+            "edXMLHeader/MessageHeader",
+        ),
+    ] {
+        let doc = edit(&base(), from, to);
+        let r = edxml::parse(doc.as_bytes(), &strict()).unwrap_err();
+        let paths: Vec<&str> = r.errors().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, [path]);
+    }
+}
+
+#[test]
 fn tolerated_problems_are_warnings_only_when_lenient() {
     let src = base();
     for (doc, code) in [
