@@ -522,6 +522,11 @@ impl<'d, 'a> Cx<'d, 'a> {
 
     /// The text of a leaf element; child elements are reported.
     fn leaf(&mut self, node: NodeId, path: &str) -> String {
+        self.leaf_text(node, path).into_owned()
+    }
+
+    /// [`Cx::leaf`] without the copy: borrows the text when the input holds it verbatim.
+    fn leaf_text(&mut self, node: NodeId, path: &str) -> std::borrow::Cow<'d, str> {
         let doc = self.doc;
         for (child, e) in doc.child_elements(node) {
             self.strict(
@@ -534,7 +539,7 @@ impl<'d, 'a> Cx<'d, 'a> {
                 ),
             );
         }
-        doc.text(node).into_owned()
+        doc.text(node)
     }
 
     /// Free text: kept exactly; `required` text must not be blank.
@@ -1317,7 +1322,8 @@ impl<'d, 'a> Cx<'d, 'a> {
             let content_type = self.req(&k, "ContentType", Self::content_type);
             let summary = self.one(&k, "ContentTransferEncoded").and_then(|(pn, pp)| {
                 payloads.push(pn);
-                let text = self.leaf(pn, &pp);
+                // Borrowed: a payload can be megabytes, and is decoded in streaming chunks.
+                let text = self.leaf_text(pn, &pp);
                 match attachment::summarize(&text) {
                     Ok(s) => Some(s),
                     Err(e) => {
