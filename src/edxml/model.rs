@@ -28,14 +28,6 @@ pub enum Package {
 }
 
 impl Package {
-    /// The sending organization.
-    pub fn from(&self) -> &Organization {
-        match self {
-            Package::Edoc(e) => &e.header.from,
-            Package::Status(s) => &s.from,
-        }
-    }
-
     /// The agencies this package is for: every `To` of an edoc; `ResponseFor/OrganId` of a
     /// status package.
     pub fn recipients(&self) -> Vec<&AgencyId> {

@@ -197,14 +197,6 @@ impl Element<'_> {
             .map(|a| a.value.as_ref())
     }
 
-    /// The value of attribute `{ns}local`, if present.
-    pub fn attribute_ns(&self, ns: &str, local: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|a| a.local == local && a.namespace.as_deref() == Some(ns))
-            .map(|a| a.value.as_ref())
-    }
-
     /// The name as written, `prefix:local` or `local`.
     pub fn qname(&self) -> String {
         match self.prefix {
@@ -303,16 +295,6 @@ impl<'a> Document<'a> {
     /// 1-based line and column (in characters) of byte `offset`.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         line_col(self.input, offset)
-    }
-
-    /// Number of nodes in the arena.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Whether the arena is empty (never true for a parsed document).
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 }
 

@@ -13,7 +13,6 @@ use quick_xml::reader::Reader;
 
 use super::{
     Attribute, Document, Element, Limits, NamespaceDecl, Node, NodeId, NodeKind, Span, XML_NS,
-    line_col,
 };
 
 const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
@@ -73,11 +72,6 @@ impl XmlError {
             | XmlError::Encoding { offset, .. }
             | XmlError::Syntax { offset, .. } => *offset,
         }
-    }
-
-    /// 1-based line and column of the error in `input`.
-    pub fn line_col(&self, input: &[u8]) -> (usize, usize) {
-        line_col(input, self.offset())
     }
 }
 
