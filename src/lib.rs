@@ -8,11 +8,13 @@
 //! ```text
 //! xml      one strict parser and tree for everything that reads XML (spans into the bytes)
 //! edxml    the package model: parse + validate (strict | lenient), build, attachments
+//! dsig     XML canonicalization and XML-Signature: verify (Verdict, VerifiedPackage), sign
+//! pki      X.509 certificates, path validation to configured anchors
 //! clock    the only place that reads the time; everything else takes `now` as an argument
 //! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
 //! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
 //! ```
-//! Later layers (XML-Signature, PKI, store, hub, delivery, receipts) build on these.
+//! Later layers (store, hub, delivery, receipts) build on these.
 //!
 //! # Guarantees
 //! - Received packages are never re-serialized: the original bytes are kept and forwarded.
@@ -24,7 +26,9 @@
 
 pub mod cli;
 pub mod clock;
+pub mod dsig;
 pub mod edxml;
+pub mod pki;
 pub mod telemetry;
 pub mod xml;
 

@@ -3,6 +3,7 @@
 //! Command and flag names are a contract (documentation and checks rely on them). Exit codes:
 //! 0 success, 1 failure (an invalid package, an I/O error), 64 usage error (bad arguments).
 
+pub mod dsig;
 pub mod package;
 
 use std::ffi::OsString;
@@ -33,6 +34,15 @@ pub enum Command {
     /// Validate, inspect and create edXML packages.
     #[command(subcommand)]
     Package(package::PackageCommand),
+    /// Canonicalize a document (C14N 1.0, 1.1, Exclusive) to stdout.
+    C14n(dsig::C14nArgs),
+    /// Generic XML-Signature: verify (exit 0 valid, 1 invalid, 2 refused, 3 untrusted) and sign.
+    #[command(subcommand)]
+    Dsig(dsig::DsigCommand),
+    /// Sign an edXML package (enveloped signature at the end of edXMLHeader) to stdout.
+    Sign(dsig::SignArgs),
+    /// Verify an edXML package's signature under the package policy.
+    Verify(dsig::VerifyArgs),
 }
 
 /// What a command produced: an exit code, with output already written.
@@ -72,6 +82,11 @@ pub fn run(
     };
     let result = match cli.command {
         Command::Package(cmd) => package::run(cmd, out, err),
+        Command::C14n(a) => dsig::c14n(&a, out),
+        Command::Dsig(dsig::DsigCommand::Verify(a)) => dsig::dsig_verify(&a, out),
+        Command::Dsig(dsig::DsigCommand::Sign(a)) => dsig::dsig_sign(&a, out),
+        Command::Sign(a) => dsig::sign(&a, out),
+        Command::Verify(a) => dsig::verify(&a, out),
     };
     match result {
         Ok(code) => code,

@@ -242,6 +242,17 @@ impl<'a> Document<'a> {
         }
     }
 
+    /// Every element, in document order.
+    pub fn elements(&self) -> impl Iterator<Item = (NodeId, &Element<'a>)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::Element(e) => Some((NodeId(i as u32), e)),
+                _ => None,
+            })
+    }
+
     /// Child elements of `id`, in document order.
     pub fn child_elements(&self, id: NodeId) -> impl Iterator<Item = (NodeId, &Element<'a>)> {
         self.element(id)
