@@ -8,6 +8,8 @@
 #[path = "truc/util.rs"]
 mod util;
 
+#[path = "truc/c14n.rs"]
+mod c14n;
 #[path = "truc/cli.rs"]
 mod cli;
 #[path = "truc/fixtures.rs"]
@@ -18,3 +20,5 @@ mod malformed;
 mod roundtrip;
 #[path = "truc/schema.rs"]
 mod schema;
+#[path = "truc/xsw.rs"]
+mod xsw;
