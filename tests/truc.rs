@@ -12,6 +12,10 @@ mod util;
 mod c14n;
 #[path = "truc/cli.rs"]
 mod cli;
+#[path = "truc/dsig_interop.rs"]
+mod dsig_interop;
+#[path = "truc/dsig_mutation.rs"]
+mod dsig_mutation;
 #[path = "truc/fixtures.rs"]
 mod fixtures;
 #[path = "truc/malformed.rs"]

@@ -261,18 +261,17 @@ pub fn c14n(a: &C14nArgs, out: &mut dyn Write) -> Outcome {
 
 fn keys(k: &KeyArgs) -> anyhow::Result<Keys> {
     let mut keys = Keys {
-        trust: TrustStore {
-            anchors: pki::load_all(&k.trusted_pem)?,
-            intermediates: pki::load_all(&k.untrusted_pem)?,
-        },
+        trust: TrustStore::new(
+            pki::load_all(&k.trusted_pem)?,
+            pki::load_all(&k.untrusted_pem)?,
+        ),
         insecure: k.insecure,
         ..Keys::default()
     };
     keys.pinned_certs = pki::load_all(&k.pubkey_cert_pem)?;
     for p in &k.pubkey_cert_der {
-        keys.pinned_certs.push(
-            Certificate::from_der(read(p)?).with_context(|| format!("{}", p.display()))?,
-        );
+        keys.pinned_certs
+            .push(Certificate::from_der(read(p)?).with_context(|| format!("{}", p.display()))?);
     }
     for p in &k.pubkey_pem {
         let bytes = read(p)?;
@@ -379,10 +378,10 @@ pub fn sign(a: &SignArgs, out: &mut dyn Write) -> Outcome {
 /// Runs `truc verify`.
 pub fn verify(a: &VerifyArgs, out: &mut dyn Write) -> Outcome {
     let keys = Keys {
-        trust: TrustStore {
-            anchors: pki::load_all(&a.trusted_pem).map_err(anyhow::Error::from)?,
-            intermediates: pki::load_all(&a.untrusted_pem).map_err(anyhow::Error::from)?,
-        },
+        trust: TrustStore::new(
+            pki::load_all(&a.trusted_pem).map_err(anyhow::Error::from)?,
+            pki::load_all(&a.untrusted_pem).map_err(anyhow::Error::from)?,
+        ),
         ..Keys::default()
     };
     let bytes = read(&a.package)?;
@@ -411,8 +410,12 @@ pub fn verify(a: &VerifyArgs, out: &mut dyn Write) -> Outcome {
                     "code": if matches!(e, dsig::PackageError::Unsigned) { "no-signature" } else { "invalid-package" },
                     "reason": e.to_string(),
                 });
-                writeln!(out, "{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?)
-                    .map_err(anyhow::Error::from)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
+                )
+                .map_err(anyhow::Error::from)?;
             } else {
                 writeln!(out, "{}: {e}", a.package.display()).map_err(anyhow::Error::from)?;
             }

@@ -67,7 +67,11 @@ const URIS: [(&str, Method, bool); 6] = [
         Method::C14n10,
         true,
     ),
-    ("http://www.w3.org/2006/12/xml-c14n11", Method::C14n11, false),
+    (
+        "http://www.w3.org/2006/12/xml-c14n11",
+        Method::C14n11,
+        false,
+    ),
     (
         "http://www.w3.org/2006/12/xml-c14n11#WithComments",
         Method::C14n11,
@@ -251,27 +255,52 @@ impl<'s, S: Sink> Out<'s, S> {
     }
 
     /// Writes `s` escaped: text content when `attr` is false, an attribute value otherwise.
+    /// Text, which may be megabytes of base64, is scanned with SIMD (memchr); attribute
+    /// values are short.
     fn escaped(&mut self, s: &str, attr: bool) {
         let bytes = s.as_bytes();
         let mut from = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let rep: &[u8] = match (b, attr) {
-                (b'&', _) => b"&amp;",
-                (b'<', _) => b"&lt;",
-                (b'\r', _) => b"&#xD;",
-                (b'>', false) => b"&gt;",
-                (b'"', true) => b"&quot;",
-                (b'\t', true) => b"&#x9;",
-                (b'\n', true) => b"&#xA;",
-                _ => continue,
+        // Absolute index of the next CR in text (rare: only from `&#13;`), found once.
+        let mut next_cr = if attr {
+            None
+        } else {
+            memchr::memchr(b'\r', bytes)
+        };
+        while from < bytes.len() {
+            let rest = &bytes[from..];
+            let next = if attr {
+                rest.iter().position(|b| ATTR_SPECIAL.contains(b))
+            } else {
+                if next_cr.is_some_and(|c| c < from) {
+                    next_cr = memchr::memchr(b'\r', rest).map(|c| c + from);
+                }
+                let cr = next_cr.map(|c| c - from);
+                match (memchr::memchr3(b'&', b'<', b'>', rest), cr) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
-            self.put(&bytes[from..i]);
-            self.put(rep);
-            from = i + 1;
+            let Some(k) = next else {
+                self.put(rest);
+                return;
+            };
+            self.put(&rest[..k]);
+            self.put(match rest[k] {
+                b'&' => b"&amp;",
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                b'"' => b"&quot;",
+                b'\t' => b"&#x9;",
+                b'\n' => b"&#xA;",
+                _ => b"&#xD;",
+            });
+            from += k + 1;
         }
-        self.put(&bytes[from..]);
     }
 }
+
+/// Bytes escaped in attribute values.
+const ATTR_SPECIAL: &[u8] = b"&<\"\t\n\r";
 
 /// A namespace binding: prefix (`None` = default) and URI (`""` = no default namespace).
 type Binding<'d> = (Option<&'d str>, &'d str);

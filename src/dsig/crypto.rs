@@ -60,7 +60,10 @@ pub enum Hash {
 const DIGESTS: [(&str, Hash); 4] = [
     ("http://www.w3.org/2000/09/xmldsig#sha1", Hash::Sha1),
     ("http://www.w3.org/2001/04/xmlenc#sha256", Hash::Sha256),
-    ("http://www.w3.org/2001/04/xmldsig-more#sha384", Hash::Sha384),
+    (
+        "http://www.w3.org/2001/04/xmldsig-more#sha384",
+        Hash::Sha384,
+    ),
     ("http://www.w3.org/2001/04/xmlenc#sha512", Hash::Sha512),
 ];
 
@@ -131,7 +134,11 @@ pub struct SignatureAlg {
 }
 
 const SIGNATURES: [(&str, Scheme, Hash); 6] = [
-    ("http://www.w3.org/2000/09/xmldsig#rsa-sha1", Scheme::Rsa, Hash::Sha1),
+    (
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        Scheme::Rsa,
+        Hash::Sha1,
+    ),
     (
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
         Scheme::Rsa,
@@ -509,7 +516,10 @@ fn raw_ecdsa(sig: &[u8], len: usize) -> Option<Vec<u8>> {
 /// 48 bytes, so every length fits in one byte).
 fn der_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
     fn integer(out: &mut Vec<u8>, v: &[u8]) {
-        let v = &v[v.iter().position(|&b| b != 0).unwrap_or(v.len().saturating_sub(1))..];
+        let v = &v[v
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(v.len().saturating_sub(1))..];
         let pad = v.first().is_none_or(|&b| b & 0x80 != 0);
         out.push(0x02);
         out.push((v.len() + usize::from(pad)) as u8);

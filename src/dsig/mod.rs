@@ -236,9 +236,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} with {}", self.signature_method, self.key)?;
         match (&self.signer, self.key_source) {
-            (Some(s), KeySource::TrustedChain) => write!(f, ", signer {} (trusted chain)", s.subject)?,
+            (Some(s), KeySource::TrustedChain) => {
+                write!(f, ", signer {} (trusted chain)", s.subject)?
+            }
             (Some(s), KeySource::Pinned) => write!(f, ", signer {} (pinned)", s.subject)?,
-            (Some(s), KeySource::Insecure) => write!(f, ", signer {} (NOT checked: --insecure)", s.subject)?,
+            (Some(s), KeySource::Insecure) => {
+                write!(f, ", signer {} (NOT checked: --insecure)", s.subject)?
+            }
             (None, KeySource::Pinned) => write!(f, ", pinned key")?,
             (None, _) => write!(f, ", key from KeyInfo (NOT checked: --insecure)")?,
         }

@@ -71,7 +71,9 @@ impl fmt::Display for PackageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PackageError::Package(r) => write!(f, "invalid package: {r}"),
-            PackageError::Unsigned => f.write_str("invalid: no-signature: the package is not signed"),
+            PackageError::Unsigned => {
+                f.write_str("invalid: no-signature: the package is not signed")
+            }
             PackageError::Signature(v) => v.fmt(f),
         }
     }

@@ -174,7 +174,10 @@ impl Signer {
         if !ok {
             return Err(SignError::Key(format!(
                 "cannot sign {alg} with this {} key",
-                self.chain[0].key().map(|k| k.describe()).unwrap_or_default()
+                self.chain[0]
+                    .key()
+                    .map(|k| k.describe())
+                    .unwrap_or_default()
             )));
         }
         self.alg = alg;
@@ -214,8 +217,7 @@ impl Signer {
         bytes: &[u8],
         options: &edxml::Options,
     ) -> Result<Vec<u8>, SignError> {
-        let parsed =
-            edxml::parse(bytes, options).map_err(|r| SignError::Package(r.to_string()))?;
+        let parsed = edxml::parse(bytes, options).map_err(|r| SignError::Package(r.to_string()))?;
         if parsed.signature().is_some() {
             return Err(SignError::Package("the package is already signed".into()));
         }
@@ -230,25 +232,31 @@ impl Signer {
         let reparsed =
             edxml::parse(&signed, options).map_err(|r| SignError::Package(r.to_string()))?;
         if reparsed.signature().is_none() {
-            return Err(SignError::Package("the signature was not placed in edXMLHeader".into()));
+            return Err(SignError::Package(
+                "the signature was not placed in edXMLHeader".into(),
+            ));
         }
         Ok(signed)
     }
 
-    fn sign_at(&self, bytes: &[u8], doc: &Document<'_>, parent: NodeId) -> Result<Vec<u8>, SignError> {
+    fn sign_at(
+        &self,
+        bytes: &[u8],
+        doc: &Document<'_>,
+        parent: NodeId,
+    ) -> Result<Vec<u8>, SignError> {
         let node = doc.node(parent);
         let e = doc
             .element(parent)
             .ok_or_else(|| SignError::Document("not an element".into()))?;
         // Where the Signature goes, and how the parent's tags change (an empty-element tag
         // `<x/>` becomes `<x>` ... `</x>`).
-        let (at, closing) = if e.start_tag.end == node.span.end
-            && bytes[..e.start_tag.end].ends_with(b"/>")
-        {
-            (e.start_tag.end - 2, format!("></{}>", e.qname()))
-        } else {
-            (doc.content_span(parent).end, String::new())
-        };
+        let (at, closing) =
+            if e.start_tag.end == node.span.end && bytes[..e.start_tag.end].ends_with(b"/>") {
+                (e.start_tag.end - 2, format!("></{}>", e.qname()))
+            } else {
+                (doc.content_span(parent).end, String::new())
+            };
         let assemble = |digest: &str, value: &str| {
             let sig = self.template(digest, value);
             let mut out = Vec::with_capacity(bytes.len() + sig.len() + closing.len());
@@ -296,8 +304,8 @@ impl Signer {
             .next()
             .map(|(id, _)| id)
             .ok_or_else(|| SignError::Document("SignedInfo not found".into()))?;
-        let info = Canonicalizer::new(self.c14n)
-            .to_vec(&with_digest_doc, &NodeSet::subtree(signed_info));
+        let info =
+            Canonicalizer::new(self.c14n).to_vec(&with_digest_doc, &NodeSet::subtree(signed_info));
         let value = B64.encode(self.sign_bytes(&info)?);
 
         // 3. The final document, checked with our own verifier.
@@ -349,7 +357,12 @@ impl Signer {
         let certs: String = self
             .chain
             .iter()
-            .map(|c| format!("<ds:X509Certificate>{}</ds:X509Certificate>", B64.encode(c.der())))
+            .map(|c| {
+                format!(
+                    "<ds:X509Certificate>{}</ds:X509Certificate>",
+                    B64.encode(c.der())
+                )
+            })
             .collect();
         format!(
             "<ds:Signature xmlns:ds=\"{DSIG_NS}\"><ds:SignedInfo>\

@@ -19,9 +19,7 @@ use jiff::Timestamp;
 
 use super::c14n::{self, Canonicalizer, NodeSet};
 use super::crypto::{self, EcdsaEncoding, Hash, Legacy, PolicyError, PublicKey, SignatureAlg};
-use super::{
-    CertInfo, DSIG_NS, DSIG11_NS, ENVELOPED, KeySource, Report, ReferenceReport, Verdict,
-};
+use super::{CertInfo, DSIG_NS, DSIG11_NS, ENVELOPED, KeySource, ReferenceReport, Report, Verdict};
 use crate::pki::{Certificate, TrustStore};
 use crate::xml::{Document, Element, Limits, NodeId, NodeKind, XML_NS};
 
@@ -211,12 +209,7 @@ fn prefix_list<'d>(doc: &'d Document<'_>, id: NodeId) -> Step<(Option<&'d str>, 
 
 impl<'d, 'a> Verifier<'d, 'a> {
     /// Steps 1 and 2: structure and policy.
-    fn new(
-        doc: &'d Document<'a>,
-        sig: NodeId,
-        keys: &'d Keys,
-        policy: &'d Policy,
-    ) -> Step<Self> {
+    fn new(doc: &'d Document<'a>, sig: NodeId, keys: &'d Keys, policy: &'d Policy) -> Step<Self> {
         let kids = children(doc, sig)?;
         let mut it = kids.iter().peekable();
         let mut expect = |name: &str| match it.next() {
@@ -301,7 +294,10 @@ impl<'d, 'a> Verifier<'d, 'a> {
         let mut references = Vec::new();
         for &(r, e) in refs {
             if !e.is(DSIG_NS, "Reference") {
-                return Err(malformed(format!("unexpected {} in ds:SignedInfo", e.qname())));
+                return Err(malformed(format!(
+                    "unexpected {} in ds:SignedInfo",
+                    e.qname()
+                )));
             }
             references.push(Self::reference(doc, r)?);
         }
@@ -346,7 +342,10 @@ impl<'d, 'a> Verifier<'d, 'a> {
                 it.next();
                 for (tid, tr) in children(doc, t)? {
                     if !tr.is(DSIG_NS, "Transform") {
-                        return Err(malformed(format!("unexpected {} in ds:Transforms", tr.qname())));
+                        return Err(malformed(format!(
+                            "unexpected {} in ds:Transforms",
+                            tr.qname()
+                        )));
                     }
                     let (prefix_list, has_parameters) = prefix_list(doc, tid)?;
                     transforms.push(Transform {
@@ -367,7 +366,10 @@ impl<'d, 'a> Verifier<'d, 'a> {
             _ => return Err(malformed("ds:Reference lacks ds:DigestValue")),
         };
         if let Some((_, extra)) = it.next() {
-            return Err(malformed(format!("unexpected {} in ds:Reference", extra.qname())));
+            return Err(malformed(format!(
+                "unexpected {} in ds:Reference",
+                extra.qname()
+            )));
         }
         Ok(Reference {
             uri: e.attribute("URI"),
@@ -467,7 +469,9 @@ impl<'d, 'a> Verifier<'d, 'a> {
                 } else {
                     return unsupported(
                         "unsupported-reference",
-                        format!("only #xpointer(/) and #xpointer(id('...')) are supported, not {uri:?}"),
+                        format!(
+                            "only #xpointer(/) and #xpointer(id('...')) are supported, not {uri:?}"
+                        ),
                     );
                 }
             } else {
@@ -479,7 +483,10 @@ impl<'d, 'a> Verifier<'d, 'a> {
                 format!("external reference {uri:?}: only same-document references are allowed"),
             );
         };
-        let mut set = NodeSet { apex, exclude: None };
+        let mut set = NodeSet {
+            apex,
+            exclude: None,
+        };
         let mut c14n: Option<Canonicalizer> = None;
         let mut names = Vec::new();
         for t in &r.transforms {
@@ -568,11 +575,12 @@ impl<'d, 'a> Verifier<'d, 'a> {
 
         let key_info = KeyInfo::read(doc, self.key_info)?;
         let keys = self.keys;
-        let (key, cert, source) = if !keys.pinned_certs.is_empty() || !keys.pinned_keys.is_empty()
-        {
+        let (key, cert, source) = if !keys.pinned_certs.is_empty() || !keys.pinned_keys.is_empty() {
             let mut candidates: Vec<(PublicKey, Option<&Certificate>)> = Vec::new();
             for c in &keys.pinned_certs {
-                let k = c.key().map_err(|e| Verdict::refused("unsupported-key", e.to_string()))?;
+                let k = c
+                    .key()
+                    .map_err(|e| Verdict::refused("unsupported-key", e.to_string()))?;
                 candidates.push((k.clone(), Some(c)));
             }
             candidates.extend(keys.pinned_keys.iter().map(|k| (k.clone(), None)));
@@ -596,7 +604,9 @@ impl<'d, 'a> Verifier<'d, 'a> {
         } else if keys.insecure {
             let mut candidates: Vec<(PublicKey, Option<&Certificate>)> = Vec::new();
             for c in key_info.leaf_candidates() {
-                let k = c.key().map_err(|e| Verdict::refused("unsupported-key", e.to_string()))?;
+                let k = c
+                    .key()
+                    .map_err(|e| Verdict::refused("unsupported-key", e.to_string()))?;
                 candidates.push((k.clone(), Some(c)));
             }
             candidates.extend(key_info.keys.iter().map(|k| (k.clone(), None)));
@@ -630,11 +640,17 @@ impl<'d, 'a> Verifier<'d, 'a> {
         {
             self.legacy(l, "an RSA key under 2048 bits")?;
         }
-        crypto::verify(&key, self.alg, EcdsaEncoding::Raw, &signed, &self.signature_value)
-            .map_err(|e| match e {
-                PolicyError::Refused(r) => Verdict::refused("unsupported-signature-method", r),
-                PolicyError::Invalid(r) => Verdict::invalid("signature-mismatch", r),
-            })?;
+        crypto::verify(
+            &key,
+            self.alg,
+            EcdsaEncoding::Raw,
+            &signed,
+            &self.signature_value,
+        )
+        .map_err(|e| match e {
+            PolicyError::Refused(r) => Verdict::refused("unsupported-signature-method", r),
+            PolicyError::Invalid(r) => Verdict::invalid("signature-mismatch", r),
+        })?;
 
         let mut references = Vec::new();
         for (i, plan) in self.plans.iter().enumerate() {
@@ -698,8 +714,14 @@ impl<'d, 'a> Verifier<'d, 'a> {
     ) -> Step<(PublicKey, Option<&'k Certificate>)> {
         let found = if candidates.len() > 1 {
             candidates.iter().position(|(k, _)| {
-                crypto::verify(k, self.alg, EcdsaEncoding::Raw, signed, &self.signature_value)
-                    .is_ok()
+                crypto::verify(
+                    k,
+                    self.alg,
+                    EcdsaEncoding::Raw,
+                    signed,
+                    &self.signature_value,
+                )
+                .is_ok()
             })
         } else {
             None
@@ -816,7 +838,9 @@ impl KeyInfo {
                         let mut point = None;
                         for (pid, pe) in doc.child_elements(kid) {
                             if pe.is(DSIG11_NS, "NamedCurve") {
-                                curve = pe.attribute("URI").map(|u| u.trim_start_matches("urn:oid:"));
+                                curve = pe
+                                    .attribute("URI")
+                                    .map(|u| u.trim_start_matches("urn:oid:"));
                             } else if pe.is(DSIG11_NS, "PublicKey") {
                                 point = Some(b64_of(pid, "ECKeyValue/PublicKey")?);
                             }

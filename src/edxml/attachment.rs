@@ -35,12 +35,19 @@ pub struct Base64Error {
     pub reason: &'static str,
 }
 
+/// A decoder: feeds decoded bytes to the sink, in order.
+type Decoder = fn(&str, &mut dyn FnMut(&[u8])) -> Result<(), Base64Error>;
+
 /// Decodes `text` and summarizes the payload without keeping it.
 pub fn summarize(text: &str) -> Result<PayloadSummary, Base64Error> {
+    summarize_with(text, decode_fast).or_else(|_| summarize_with(text, decode_checked))
+}
+
+fn summarize_with(text: &str, decoder: Decoder) -> Result<PayloadSummary, Base64Error> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut head = Vec::with_capacity(8);
     let mut size = 0u64;
-    decode_chunks(text, |bytes| {
+    decoder(text, &mut |bytes| {
         if head.len() < 8 {
             let take = (8 - head.len()).min(bytes.len());
             head.extend_from_slice(&bytes[..take]);
@@ -59,9 +66,59 @@ pub fn summarize(text: &str) -> Result<PayloadSummary, Base64Error> {
 
 /// Decodes `text` into bytes.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
+    decode_with(text, decode_fast).or_else(|_| decode_with(text, decode_checked))
+}
+
+fn decode_with(text: &str, decoder: Decoder) -> Result<Vec<u8>, Base64Error> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    decode_chunks(text, |bytes| out.extend_from_slice(bytes))?;
+    decoder(text, &mut |bytes| out.extend_from_slice(bytes))?;
     Ok(out)
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The fast path: whitespace-separated runs are copied into a chunk and handed to the base64
+/// engine, which checks the alphabet and padding. Any failure, including padding that ends
+/// a chunk before the end of the text, is reported without detail; the caller then reruns
+/// [`decode_checked`] from scratch to locate and name the error.
+fn decode_fast(text: &str, sink: &mut dyn FnMut(&[u8])) -> Result<(), Base64Error> {
+    let fail = || Base64Error {
+        position: 0,
+        reason: "malformed base64",
+    };
+    let bytes = text.as_bytes();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 256);
+    let mut out = vec![0u8; (CHUNK + 256) / 4 * 3 + 3];
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && !is_space(bytes[i]) {
+            i += 1;
+        }
+        buf.extend_from_slice(&bytes[start..i]);
+        while i < bytes.len() && is_space(bytes[i]) {
+            i += 1;
+        }
+        if buf.len() >= CHUNK && i < bytes.len() {
+            let n = buf.len() / 4 * 4;
+            if buf[n - 1] == b'=' {
+                return Err(fail());
+            }
+            let m = STANDARD
+                .decode_slice(&buf[..n], &mut out)
+                .map_err(|_| fail())?;
+            sink(&out[..m]);
+            buf.drain(..n);
+        }
+    }
+    if out.len() < buf.len() / 4 * 3 + 3 {
+        out.resize(buf.len() / 4 * 3 + 3, 0);
+    }
+    let m = STANDARD.decode_slice(&buf, &mut out).map_err(|_| fail())?;
+    sink(&out[..m]);
+    Ok(())
 }
 
 /// Encodes bytes as base64 wrapped at 76 columns (MIME style), one trailing newline per line.
@@ -78,7 +135,8 @@ pub fn encode_wrapped(data: &[u8]) -> String {
     out
 }
 
-fn decode_chunks(text: &str, mut sink: impl FnMut(&[u8])) -> Result<(), Base64Error> {
+/// The checking path: character by character, naming the first error and its position.
+fn decode_checked(text: &str, sink: &mut dyn FnMut(&[u8])) -> Result<(), Base64Error> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     let mut positions: Vec<usize> = Vec::new();
     let mut out = vec![0u8; CHUNK / 4 * 3];
@@ -109,7 +167,7 @@ fn decode_chunks(text: &str, mut sink: impl FnMut(&[u8])) -> Result<(), Base64Er
         positions.push(i);
         quads += 1;
         if buf.len() == CHUNK {
-            flush(&mut buf, &mut positions, &mut out, &mut sink)?;
+            flush(&mut buf, &mut positions, &mut out, sink)?;
         }
     }
     if quads % 4 != 0 {
@@ -118,14 +176,14 @@ fn decode_chunks(text: &str, mut sink: impl FnMut(&[u8])) -> Result<(), Base64Er
             reason: "length is not a multiple of 4 (truncated or missing padding)",
         });
     }
-    flush(&mut buf, &mut positions, &mut out, &mut sink)
+    flush(&mut buf, &mut positions, &mut out, sink)
 }
 
 fn flush(
     buf: &mut Vec<u8>,
     positions: &mut Vec<usize>,
     out: &mut [u8],
-    sink: &mut impl FnMut(&[u8]),
+    sink: &mut dyn FnMut(&[u8]),
 ) -> Result<(), Base64Error> {
     if buf.is_empty() {
         return Ok(());
@@ -183,5 +241,23 @@ mod tests {
         assert!(summarize("QUI=").is_ok());
         assert!(summarize("QUJ=").is_err(), "non-canonical trailing bits");
         assert!(summarize("QUJD\u{00e9}").is_err());
+    }
+
+    #[test]
+    fn fast_and_checked_paths_agree() {
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        let wrapped = encode_wrapped(&data);
+        // Padding that ends a chunk in the middle of the text must not pass.
+        let early_pad = format!("{}QQ==\n{}", "QUJD".repeat(CHUNK / 4 - 1), wrapped);
+        for text in [wrapped.clone(), wrapped.replace('\n', " \t\r\n"), early_pad] {
+            let mut fast = Vec::new();
+            let f = decode_fast(&text, &mut |b| fast.extend_from_slice(b)).map(|_| fast);
+            let mut checked = Vec::new();
+            let c = decode_checked(&text, &mut |b| checked.extend_from_slice(b)).map(|_| checked);
+            assert_eq!(f.is_ok(), c.is_ok());
+            if let (Ok(f), Ok(c)) = (f, c) {
+                assert_eq!(f, c);
+            }
+        }
     }
 }

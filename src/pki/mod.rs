@@ -10,8 +10,10 @@
 //! Legacy certificate features (`sha1WithRSA` signatures, RSA keys under 2048 bits) are
 //! accepted only under the legacy policy and reported.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use x509_parser::pem::Pem;
@@ -103,12 +105,12 @@ impl Certificate {
     pub fn load(path: &Path) -> Result<Vec<Self>, CertError> {
         let bytes = std::fs::read(path)
             .map_err(|e| CertError(format!("cannot read {}: {e}", path.display())))?;
-        let result = if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ")
-        {
-            Self::from_pem(&bytes)
-        } else {
-            Self::from_der(bytes).map(|c| vec![c])
-        };
+        let result =
+            if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+                Self::from_pem(&bytes)
+            } else {
+                Self::from_der(bytes).map(|c| vec![c])
+            };
         result.map_err(|e| CertError(format!("{}: {e}", path.display())))
     }
 
@@ -134,7 +136,11 @@ impl Certificate {
         if self.signature_oid == MD5_WITH_RSA {
             out.push(Legacy::Md5Certificate);
         }
-        if self.key.as_ref().is_ok_and(|k| k.rsa_bits() > 0 && k.rsa_bits() < 2048) {
+        if self
+            .key
+            .as_ref()
+            .is_ok_and(|k| k.rsa_bits() > 0 && k.rsa_bits() < 2048)
+        {
             out.push(Legacy::ShortRsaKey);
         }
         out
@@ -221,7 +227,17 @@ pub struct TrustStore {
     pub anchors: Vec<Certificate>,
     /// Certificates that may complete a path but are not trusted by themselves.
     pub intermediates: Vec<Certificate>,
+    /// Links (certificate, issuer) whose signature has been verified, with the legacy
+    /// features they use. A signature over fixed bytes either verifies or not, so caching
+    /// is safe; validity periods are still checked on every path.
+    verified: Arc<Mutex<LinkCache>>,
 }
+
+/// Verified (certificate, issuer) fingerprint pairs and their legacy features.
+type LinkCache = HashMap<(String, String), Vec<Legacy>>;
+
+/// Most cached links before the cache starts over.
+const LINK_CACHE: usize = 10_000;
 
 /// A validated path, signer first, anchor last.
 #[derive(Clone, Debug)]
@@ -241,6 +257,15 @@ pub struct Untrusted(pub String);
 const MAX_DEPTH: usize = 8;
 
 impl TrustStore {
+    /// A store with these anchors and intermediates.
+    pub fn new(anchors: Vec<Certificate>, intermediates: Vec<Certificate>) -> Self {
+        TrustStore {
+            anchors,
+            intermediates,
+            verified: Arc::default(),
+        }
+    }
+
     /// Builds and checks a path from `leaf` to an anchor, using `extra` (for example the
     /// certificates in KeyInfo) and the store's intermediates. Every candidate issuer is
     /// tried; the first complete valid path wins, otherwise the most specific reason is
@@ -268,6 +293,32 @@ impl TrustStore {
             })
     }
 
+    /// Checks that `issuer` signed `cert`, through the cache. Legacy features are checked
+    /// against the policy on every call, cached or not.
+    fn link(
+        &self,
+        cert: &Certificate,
+        issuer: &Certificate,
+        allow_legacy: bool,
+    ) -> Result<Vec<Legacy>, String> {
+        let key = (cert.fingerprint.clone(), issuer.fingerprint.clone());
+        let cached = self.verified.lock().ok().and_then(|m| m.get(&key).cloned());
+        if let Some(legacy) = cached {
+            if !legacy.is_empty() && !allow_legacy {
+                return Err(format!("uses {} (legacy policy not enabled)", legacy[0]));
+            }
+            return Ok(legacy);
+        }
+        let legacy = cert.check_signed_by(issuer, allow_legacy)?;
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= LINK_CACHE {
+                m.clear();
+            }
+            m.insert(key, legacy.clone());
+        }
+        Ok(legacy)
+    }
+
     fn extend(
         &self,
         chain: &mut Vec<Certificate>,
@@ -276,9 +327,7 @@ impl TrustStore {
         allow_legacy: bool,
         best: &mut Option<String>,
     ) -> Option<ValidPath> {
-        let Some(cur) = chain.last().cloned() else {
-            return None;
-        };
+        let cur = chain.last().cloned()?;
         if !cur.valid_at(now) {
             let when = if now < cur.not_before {
                 "not yet valid"
@@ -312,12 +361,10 @@ impl TrustStore {
                 continue;
             }
             if !is_anchor && !issuer.is_ca {
-                *best = Some(format!(
-                    "issuer {issuer} is not a CA (basicConstraints)"
-                ));
+                *best = Some(format!("issuer {issuer} is not a CA (basicConstraints)"));
                 continue;
             }
-            let legacy = match cur.check_signed_by(issuer, allow_legacy) {
+            let legacy = match self.link(&cur, issuer, allow_legacy) {
                 Ok(l) => l,
                 Err(e) => {
                     *best = Some(format!("certificate {cur}: {e}"));

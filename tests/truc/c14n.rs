@@ -8,7 +8,13 @@ use truc::xml::{Document, Limits, NodeId};
 use crate::util::*;
 
 /// Canonicalizes `input` (whole document, or the first element named `apex`).
-fn canon(input: &str, apex: Option<&str>, method: Method, comments: bool, prefixes: &str) -> Vec<u8> {
+fn canon(
+    input: &str,
+    apex: Option<&str>,
+    method: Method,
+    comments: bool,
+    prefixes: &str,
+) -> Vec<u8> {
     let bytes = read(&fixture(&format!("c14n/{input}")));
     let doc = Document::parse(&bytes, &Limits::default()).unwrap();
     let set = match apex {
@@ -30,23 +36,87 @@ fn first_named(doc: &Document<'_>, local: &str) -> NodeId {
 #[test]
 fn spec_examples_are_byte_exact() {
     use Method::*;
-    let cases: &[(&str, Option<&str>, Method, bool, &str, &str)] = &[
+    type Case<'a> = (&'a str, Option<&'a str>, Method, bool, &'a str, &'a str);
+    let cases: &[Case<'_>] = &[
         // C14N 1.0 §3.1 (PIs, comments, outside the root) and §3.2 (whitespace).
         ("31_input.xml", None, C14n10, false, "", "31_c14n.xml"),
-        ("31_input.xml", None, C14n10, true, "", "31_c14n-comments.xml"),
+        (
+            "31_input.xml",
+            None,
+            C14n10,
+            true,
+            "",
+            "31_c14n-comments.xml",
+        ),
         ("31_input.xml", None, C14n11, false, "", "31_c14n.xml"),
         ("32_input.xml", None, C14n10, false, "", "32_c14n.xml"),
         ("32_input.xml", None, Exclusive, false, "", "32_c14n.xml"),
         // A subset whose apex undoes the default namespace.
-        ("default_ns_redefinition_input.xml", Some("Object"), C14n10, false, "", "default_ns_redefinition_c14n.xml"),
+        (
+            "default_ns_redefinition_input.xml",
+            Some("Object"),
+            C14n10,
+            false,
+            "",
+            "default_ns_redefinition_c14n.xml",
+        ),
         // Exclusive C14N §2.2: the same subset, inclusive vs exclusive.
-        ("example2_2_1.xml", Some("elem2"), C14n10, false, "", "example2_2_1_c14nized.xml"),
-        ("example2_2_2.xml", Some("elem2"), C14n10, false, "", "example2_2_2_c14nized.xml"),
-        ("example2_2_1.xml", Some("elem2"), Exclusive, false, "", "example2_2_c14nized_exclusive.xml"),
-        ("example2_2_2.xml", Some("elem2"), Exclusive, false, "", "example2_2_c14nized_exclusive.xml"),
-        ("example2_2_3.xml", Some("p"), Exclusive, false, "", "example2_2_3_c14nized_exclusive.xml"),
-        ("example2_4.xml", Some("elem2"), Exclusive, false, "", "example2_4_c14nized.xml"),
-        ("plain-soap-1.1.xml", Some("Body"), Exclusive, false, "", "plain-soap-c14nized.xml"),
+        (
+            "example2_2_1.xml",
+            Some("elem2"),
+            C14n10,
+            false,
+            "",
+            "example2_2_1_c14nized.xml",
+        ),
+        (
+            "example2_2_2.xml",
+            Some("elem2"),
+            C14n10,
+            false,
+            "",
+            "example2_2_2_c14nized.xml",
+        ),
+        (
+            "example2_2_1.xml",
+            Some("elem2"),
+            Exclusive,
+            false,
+            "",
+            "example2_2_c14nized_exclusive.xml",
+        ),
+        (
+            "example2_2_2.xml",
+            Some("elem2"),
+            Exclusive,
+            false,
+            "",
+            "example2_2_c14nized_exclusive.xml",
+        ),
+        (
+            "example2_2_3.xml",
+            Some("p"),
+            Exclusive,
+            false,
+            "",
+            "example2_2_3_c14nized_exclusive.xml",
+        ),
+        (
+            "example2_4.xml",
+            Some("elem2"),
+            Exclusive,
+            false,
+            "",
+            "example2_4_c14nized.xml",
+        ),
+        (
+            "plain-soap-1.1.xml",
+            Some("Body"),
+            Exclusive,
+            false,
+            "",
+            "plain-soap-c14nized.xml",
+        ),
     ];
     let mut failures = Vec::new();
     for &(input, apex, method, comments, prefixes, expected) in cases {
@@ -69,16 +139,31 @@ fn inclusive_subset_inherits_ancestor_namespaces_and_xml_attributes() {
     // omitted ancestor; Exclusive renders only visibly used namespaces and no xml:*.
     let v10 = canon("example2_2_2.xml", Some("elem2"), Method::C14n10, false, "");
     let v11 = canon("example2_2_2.xml", Some("elem2"), Method::C14n11, false, "");
-    let exc = canon("example2_2_2.xml", Some("elem2"), Method::Exclusive, false, "");
+    let exc = canon(
+        "example2_2_2.xml",
+        Some("elem2"),
+        Method::Exclusive,
+        false,
+        "",
+    );
     assert_eq!(v10, v11);
     let v10 = String::from_utf8(v10).unwrap();
     let exc = String::from_utf8(exc).unwrap();
     assert!(v10.starts_with(
         r#"<n1:elem2 xmlns:n1="http://example.net" xmlns:n2="http://foo.example" xml:lang="en" xml:space="retain">"#
     ), "{v10}");
-    assert!(exc.starts_with(r#"<n1:elem2 xmlns:n1="http://example.net" xml:lang="en">"#), "{exc}");
+    assert!(
+        exc.starts_with(r#"<n1:elem2 xmlns:n1="http://example.net" xml:lang="en">"#),
+        "{exc}"
+    );
     // A PrefixList makes Exclusive render n2 on the apex like inclusive does.
-    let listed = canon("example2_2_2.xml", Some("elem2"), Method::Exclusive, false, "n2");
+    let listed = canon(
+        "example2_2_2.xml",
+        Some("elem2"),
+        Method::Exclusive,
+        false,
+        "n2",
+    );
     assert!(String::from_utf8(listed).unwrap().starts_with(
         r#"<n1:elem2 xmlns:n1="http://example.net" xmlns:n2="http://foo.example" xml:lang="en">"#
     ));
@@ -88,14 +173,19 @@ fn inclusive_subset_inherits_ancestor_namespaces_and_xml_attributes() {
 fn c14n_command_writes_canonical_bytes() {
     let out = truc(&[
         "c14n",
-        fixture("c14n/default_ns_redefinition_input.xml").to_str().unwrap(),
+        fixture("c14n/default_ns_redefinition_input.xml")
+            .to_str()
+            .unwrap(),
         "--method",
         "c14n10",
         "--subtree",
         "envelopedData",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(out.stdout, read(&fixture("c14n/default_ns_redefinition_c14n.xml")));
+    assert_eq!(
+        out.stdout,
+        read(&fixture("c14n/default_ns_redefinition_c14n.xml"))
+    );
     let out = truc(&[
         "c14n",
         fixture("c14n/31_input.xml").to_str().unwrap(),
@@ -122,5 +212,9 @@ fn c14n_command_writes_canonical_bytes() {
         "nope",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no element with Id \"nope\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no element with Id \"nope\""),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -24,10 +24,7 @@ fn now() -> Timestamp {
 
 fn keys() -> Keys {
     Keys {
-        trust: TrustStore {
-            anchors: certs("root-ca"),
-            intermediates: Vec::new(),
-        },
+        trust: TrustStore::new(certs("root-ca"), Vec::new()),
         ..Keys::default()
     }
 }
@@ -189,7 +186,11 @@ fn comments_do_not_truncate_what_is_read() {
     let Package::Edoc(e) = package_verdict(&split).unwrap() else {
         panic!()
     };
-    assert!(e.header.subject.starts_with("V/v triển khai Chương trình"), "{}", e.header.subject);
+    assert!(
+        e.header.subject.starts_with("V/v triển khai Chương trình"),
+        "{}",
+        e.header.subject
+    );
 }
 
 /// Signs `doc` with xmlsec1 (template inside), marking `Id` on `element` as an ID.
@@ -214,7 +215,11 @@ fn xmlsec_sign(dir: &Path, doc: &str, element: &str) -> String {
         .arg(&template)
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     std::fs::read_to_string(out).unwrap()
 }
 
@@ -233,13 +238,18 @@ fn id_reference_attacks_are_refused_by_the_strict_policy() {
         &template("#doc", "<Order Id=\"o1\"><Amount>10</Amount></Order>"),
         "Doc",
     );
-    assert!(matches!(generic(&whole, true), Verdict::Valid(_)), "{}", generic(&whole, true));
+    assert!(
+        matches!(generic(&whole, true), Verdict::Valid(_)),
+        "{}",
+        generic(&whole, true)
+    );
 
     // XSW4/5: the signed root is wrapped by an evil root with another Id. Core validation
     // still resolves #doc to the genuine element (generic mode says valid); the strict policy
     // demands that the reference cover the whole document.
     let inner = &whole[whole.find("<Doc").unwrap()..];
-    let wrapped = format!("<Doc xmlns=\"urn:example:doc\" Id=\"evil\"><Amount>1000000</Amount>{inner}</Doc>");
+    let wrapped =
+        format!("<Doc xmlns=\"urn:example:doc\" Id=\"evil\"><Amount>1000000</Amount>{inner}</Doc>");
     assert!(matches!(generic(&wrapped, false), Verdict::Valid(_)));
     let v = generic(&wrapped, true);
     assert_eq!(v.failure().map(|f| f.code), Some("signature-shape"), "{v}");
@@ -252,7 +262,10 @@ fn id_reference_attacks_are_refused_by_the_strict_policy() {
     // Partial coverage: a signature over one element only.
     let partial = xmlsec_sign(
         dir.path(),
-        &template("#o1", "<Order Id=\"o1\"><Amount>10</Amount></Order><Note>unsigned</Note>"),
+        &template(
+            "#o1",
+            "<Order Id=\"o1\"><Amount>10</Amount></Order><Note>unsigned</Note>",
+        ),
         "Order",
     );
     assert!(matches!(generic(&partial, false), Verdict::Valid(_)));
@@ -302,11 +315,17 @@ fn hostile_xml_is_refused_without_touching_files_or_network() {
         ),
         (
             "external DTD",
-            format!("<?xml version=\"1.0\"?><!DOCTYPE edXML SYSTEM \"http://127.0.0.1:9/x.dtd\">{body}"),
+            format!(
+                "<?xml version=\"1.0\"?><!DOCTYPE edXML SYSTEM \"http://127.0.0.1:9/x.dtd\">{body}"
+            ),
         ),
         (
             "external reference",
-            s.replacen("<ds:Reference URI=\"\">", &format!("<ds:Reference URI=\"file://{}\">", secret.display()), 1),
+            s.replacen(
+                "<ds:Reference URI=\"\">",
+                &format!("<ds:Reference URI=\"file://{}\">", secret.display()),
+                1,
+            ),
         ),
     ];
     let strace = tool("strace", "strace");
@@ -319,16 +338,33 @@ fn hostile_xml_is_refused_without_touching_files_or_network() {
             .args(["-f", "-e", "trace=open,openat,connect,socket", "-o"])
             .arg(&trace)
             .arg(env!("CARGO_BIN_EXE_truc"))
-            .args(["dsig", "verify", "--strict", "--at", "2026-11-23T00:00:00Z", "--trusted-pem"])
+            .args([
+                "dsig",
+                "verify",
+                "--strict",
+                "--at",
+                "2026-11-23T00:00:00Z",
+                "--trusted-pem",
+            ])
             .arg(&ca)
             .arg(&file)
             .output()
             .unwrap();
         let code = out.status.code();
-        assert!(matches!(code, Some(1 | 2)), "{name}: exit {code:?} {}", stdout(&out));
+        assert!(
+            matches!(code, Some(1 | 2)),
+            "{name}: exit {code:?} {}",
+            stdout(&out)
+        );
         let calls = std::fs::read_to_string(&trace).unwrap();
-        assert!(!calls.contains("secret.txt"), "{name} opened the secret:\n{calls}");
-        assert!(!calls.contains("connect("), "{name} connected somewhere:\n{calls}");
+        assert!(
+            !calls.contains("secret.txt"),
+            "{name} opened the secret:\n{calls}"
+        );
+        assert!(
+            !calls.contains("connect("),
+            "{name} connected somewhere:\n{calls}"
+        );
         if name != "external reference" {
             assert!(stdout(&out).contains("DOCTYPE"), "{name}: {}", stdout(&out));
         }
