@@ -204,12 +204,16 @@ pub fn truc_dsig_verify(file: &Path, args: &[&str]) -> (Option<i32>, Value) {
         all.extend(["--at", AT]);
     }
     all.extend_from_slice(args);
-    let o = truc(&all);
+    json_verdict(&truc(&all), &format!("truc dsig verify {f}"))
+}
+
+/// Exit code and JSON verdict of a verifying command run with `--json`.
+pub fn json_verdict(o: &std::process::Output, what: &str) -> (Option<i32>, Value) {
     let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
-            "truc dsig verify {f}: stdout is not JSON ({e}): {}{}",
-            stdout(&o),
-            stderr(&o)
+            "{what}: stdout is not JSON ({e}): {}{}",
+            stdout(o),
+            stderr(o)
         )
     });
     (o.status.code(), v)
@@ -346,34 +350,10 @@ fn truc_signs_xmlsec1_verifies() {
                 if signer.starts_with("rsa") && digest != "sha256" {
                     args.extend(["--alg", alg.as_str()]);
                 }
-                let o = truc(&args);
                 runs += 1;
-                if o.status.code() != Some(0) {
-                    failures.push(format!(
-                        "{what}: truc dsig sign exit {:?}: {}",
-                        o.status.code(),
-                        stderr(&o)
-                    ));
-                    continue;
-                }
                 let signed = dir.path().join(format!("{name}-{signer}-{digest}.xml"));
-                write(&signed, &o.stdout);
-                let x = xmlsec1_verify(&signed, &[]);
-                if !xmlsec1_ok(&x) {
-                    failures.push(format!("{what}: xmlsec1 verify: {}", stderr(&x)));
-                }
-                let (code, v) = truc_dsig_verify(
-                    &signed,
-                    &["--strict", "--trusted-pem", &pki("root-ca", "pem")],
-                );
-                if code != Some(0) {
-                    failures.push(format!(
-                        "{what}: truc dsig verify exit {code:?}: {}",
-                        brief(&v)
-                    ));
-                } else if let Some(w) = check_report(&v, key, &method, c14n, c14n, digest_uri) {
-                    failures.push(format!("{what}: valid, but {w}"));
-                }
+                let expect = (key, method.as_str(), c14n, digest_uri);
+                check_truc_signature(&what, truc(&args), &signed, expect, &mut failures);
             }
         }
     }
@@ -384,6 +364,42 @@ fn truc_signs_xmlsec1_verifies() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Checks the output of a `truc dsig sign` run: written to `signed`, accepted by xmlsec1 and by
+/// `truc dsig verify --strict`, with the expected (key, SignatureMethod, c14n, DigestMethod).
+fn check_truc_signature(
+    what: &str,
+    o: std::process::Output,
+    signed: &Path,
+    (key, method, c14n, digest_uri): (&str, &str, &str, &str),
+    failures: &mut Vec<String>,
+) {
+    if o.status.code() != Some(0) {
+        failures.push(format!(
+            "{what}: truc dsig sign exit {:?}: {}",
+            o.status.code(),
+            stderr(&o)
+        ));
+        return;
+    }
+    write(signed, &o.stdout);
+    let x = xmlsec1_verify(signed, &[]);
+    if !xmlsec1_ok(&x) {
+        failures.push(format!("{what}: xmlsec1 verify: {}", stderr(&x)));
+    }
+    let (code, v) = truc_dsig_verify(
+        signed,
+        &["--strict", "--trusted-pem", &pki("root-ca", "pem")],
+    );
+    if code != Some(0) {
+        failures.push(format!(
+            "{what}: truc dsig verify exit {code:?}: {}",
+            brief(&v)
+        ));
+    } else if let Some(w) = check_report(&v, key, method, c14n, c14n, digest_uri) {
+        failures.push(format!("{what}: valid, but {w}"));
+    }
 }
 
 /// `truc dsig sign` of every cross-check document with each canonicalization (which
@@ -419,39 +435,10 @@ fn truc_signs_varied_documents() {
                 name,
             ]);
             runs += 1;
-            if o.status.code() != Some(0) {
-                failures.push(format!(
-                    "{what}: truc dsig sign exit {:?}: {}",
-                    o.status.code(),
-                    stderr(&o)
-                ));
-                continue;
-            }
             let signed = dir.path().join(format!("{label}-{name}.xml"));
-            write(&signed, &o.stdout);
-            let x = xmlsec1_verify(&signed, &[]);
-            if !xmlsec1_ok(&x) {
-                failures.push(format!("{what}: xmlsec1 verify: {}", stderr(&x)));
-            }
-            let (code, v) = truc_dsig_verify(
-                &signed,
-                &["--strict", "--trusted-pem", &pki("root-ca", "pem")],
-            );
-            if code != Some(0) {
-                failures.push(format!(
-                    "{what}: truc dsig verify exit {code:?}: {}",
-                    brief(&v)
-                ));
-            } else if let Some(w) = check_report(
-                &v,
-                "EC-P256",
-                &signature_method("p256", "sha256").1,
-                c14n,
-                c14n,
-                DIGESTS[0].1,
-            ) {
-                failures.push(format!("{what}: valid, but {w}"));
-            }
+            let method = signature_method("p256", "sha256").1;
+            let expect = ("EC-P256", method.as_str(), c14n, DIGESTS[0].1);
+            check_truc_signature(&what, o, &signed, expect, &mut failures);
         }
     }
     assert_eq!(runs, 12);

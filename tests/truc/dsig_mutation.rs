@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::dsig_interop::{AT, pki, xmlsec1_ok, xmlsec1_verify};
+use crate::dsig_interop::{AT, json_verdict, pki, xmlsec1_ok, xmlsec1_verify};
 use crate::util::*;
 
 /// A package with no signature yet.
@@ -31,14 +31,7 @@ fn truc_verify(file: &Path) -> (Option<i32>, Value) {
         AT,
         "--json",
     ]);
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "truc verify {f}: stdout is not JSON ({e}): {}{}",
-            stdout(&o),
-            stderr(&o)
-        )
-    });
-    (o.status.code(), v)
+    json_verdict(&o, &format!("truc verify {f}"))
 }
 
 /// `truc <sign args> --key --cert --chain inter-ca.pem` with certs-test/rsa2048.
