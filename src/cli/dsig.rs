@@ -232,10 +232,8 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Runs `truc c14n`.
 pub fn c14n(a: &C14nArgs, out: &mut dyn Write) -> Outcome {
     let bytes = read(&a.file)?;
-    let doc = Document::parse(&bytes, &Limits::default()).map_err(|e| {
-        let (line, col) = crate::xml::line_col(&bytes, e.offset());
-        anyhow!("{}:{line}:{col}: {e}", a.file.display())
-    })?;
+    let doc = Document::parse(&bytes, &Limits::default())
+        .map_err(|e| anyhow!("{}:{}", a.file.display(), e.located(&bytes)))?;
     let method = Method::from(a.method);
     let mut c = Canonicalizer::new(method);
     c.comments = a.with_comments;

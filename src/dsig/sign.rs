@@ -381,8 +381,5 @@ impl Signer {
 }
 
 fn parse(bytes: &[u8]) -> Result<Document<'_>, SignError> {
-    Document::parse(bytes, &Limits::default()).map_err(|e| {
-        let (line, col) = crate::xml::line_col(bytes, e.offset());
-        SignError::Document(format!("{line}:{col}: {e}"))
-    })
+    Document::parse(bytes, &Limits::default()).map_err(|e| SignError::Document(e.located(bytes)))
 }

@@ -68,10 +68,7 @@ const MANIFEST_TYPE: &str = "http://www.w3.org/2000/09/xmldsig#Manifest";
 pub fn verify(bytes: &[u8], keys: &Keys, policy: &Policy, now: Timestamp) -> Verdict {
     let doc = match Document::parse(bytes, &Limits::default()) {
         Ok(d) => d,
-        Err(e) => {
-            let (line, col) = crate::xml::line_col(bytes, e.offset());
-            return Verdict::invalid("not-xml", format!("{line}:{col}: {e}"));
-        }
+        Err(e) => return Verdict::invalid("not-xml", e.located(bytes)),
     };
     let signatures = signatures(&doc);
     match signatures.as_slice() {

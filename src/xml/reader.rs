@@ -63,6 +63,12 @@ pub enum XmlError {
 }
 
 impl XmlError {
+    /// `LINE:COL: message`, locating the error in `input` (the bytes that were parsed).
+    pub fn located(&self, input: &[u8]) -> String {
+        let (line, col) = super::line_col(input, self.offset());
+        format!("{line}:{col}: {self}")
+    }
+
     /// Byte offset in the input the error refers to.
     pub fn offset(&self) -> usize {
         match self {
