@@ -9,7 +9,8 @@
 //! xml      one strict parser and tree for everything that reads XML (spans into the bytes)
 //! edxml    the package model: parse + validate (strict | lenient), build, attachments
 //! dsig     XML canonicalization and XML-Signature: verify (Verdict, VerifiedPackage), sign
-//! pki      X.509 certificates, path validation to configured anchors
+//! pki      X.509 certificates, path validation to configured anchors, revocation (CRLs)
+//! directory  the agency directory: who may sign for and authenticate as each agency
 //! clock    the only place that reads the time; everything else takes `now` as an argument
 //! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
 //! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
@@ -26,6 +27,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod directory;
 pub mod dsig;
 pub mod edxml;
 pub mod pki;

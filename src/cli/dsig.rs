@@ -6,17 +6,20 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
+use super::cert::TrustArgs;
 use super::{CliError, EXIT_FAILURE, EXIT_OK, Outcome};
 use crate::clock::{Clock, SystemClock};
+use crate::directory::Directory;
 use crate::dsig::c14n::{Canonicalizer, Method, NodeSet};
 use crate::dsig::{self, Hash, Keys, Policy, PublicKey, SignatureAlg, Signer, Verdict};
 use crate::edxml::{self, time::vietnam_time};
-use crate::pki::{self, Certificate, TrustStore};
+use crate::pki::{self, Certificate};
 use crate::xml::{Document, Limits};
 
 /// Canonicalization methods on the command line.
@@ -71,12 +74,9 @@ pub enum DsigCommand {
 /// Where keys come from.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// Trust anchor certificates (PEM); signer certificates must chain to one of them.
-    #[arg(long = "trusted-pem", value_name = "PEM")]
-    pub trusted_pem: Vec<PathBuf>,
-    /// Intermediate certificates (PEM) usable to complete a path.
-    #[arg(long = "untrusted-pem", value_name = "PEM")]
-    pub untrusted_pem: Vec<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub trust: TrustArgs,
     /// Pin the key of this certificate (PEM).
     #[arg(long = "pubkey-cert-pem", value_name = "PEM")]
     pub pubkey_cert_pem: Vec<PathBuf>,
@@ -191,12 +191,13 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// The signed edXML package.
     pub package: PathBuf,
-    /// Trust anchor certificates (PEM).
-    #[arg(long = "trusted-pem", value_name = "PEM", required = true)]
-    pub trusted_pem: Vec<PathBuf>,
-    /// Intermediate certificates (PEM).
-    #[arg(long = "untrusted-pem", value_name = "PEM")]
-    pub untrusted_pem: Vec<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub trust: TrustArgs,
+    /// The agency directory (TOML): the signer must be allowed to sign for the package's
+    /// sender (`From/OrganId`).
+    #[arg(long, value_name = "FILE")]
+    pub directory: Option<PathBuf>,
     /// Accept legacy algorithms and key sizes (SHA-1, RSA-1024), reported.
     #[arg(long)]
     pub allow_legacy: bool,
@@ -213,7 +214,7 @@ pub struct VerifyArgs {
 
 /// An RFC 3339 timestamp, or a date (`2009-01-01`, optionally with `Z`) meaning its first
 /// second in UTC.
-fn parse_at(s: &str) -> Result<Timestamp, String> {
+pub(crate) fn parse_at(s: &str) -> Result<Timestamp, String> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
@@ -259,10 +260,7 @@ pub fn c14n(a: &C14nArgs, out: &mut dyn Write) -> Outcome {
 
 fn keys(k: &KeyArgs) -> anyhow::Result<Keys> {
     let mut keys = Keys {
-        trust: TrustStore::new(
-            pki::load_all(&k.trusted_pem)?,
-            pki::load_all(&k.untrusted_pem)?,
-        ),
+        trust: k.trust.store()?,
         insecure: k.insecure,
         ..Keys::default()
     };
@@ -324,9 +322,13 @@ pub fn dsig_verify(a: &DsigVerifyArgs, out: &mut dyn Write) -> Outcome {
 }
 
 fn signer(a: &SignerArgs) -> anyhow::Result<Signer> {
+    // The file may carry the chain after the signer's certificate.
     let mut chain = Certificate::load(&a.cert)?;
-    chain.truncate(1);
-    chain.extend(pki::load_all(&a.chain)?);
+    for c in pki::load_all(&a.chain)? {
+        if !chain.iter().any(|have| have.der() == c.der()) {
+            chain.push(c);
+        }
+    }
     Ok(Signer::from_pem(&read(&a.key)?, chain)?)
 }
 
@@ -375,11 +377,18 @@ pub fn sign(a: &SignArgs, out: &mut dyn Write) -> Outcome {
 
 /// Runs `truc verify`.
 pub fn verify(a: &VerifyArgs, out: &mut dyn Write) -> Outcome {
+    if a.trust.trusted_pem.is_empty() {
+        return Err(CliError::Usage(
+            "--trusted-pem is required: a package is trusted only relative to anchors".into(),
+        ));
+    }
+    let directory = match &a.directory {
+        Some(p) => Some(Arc::new(Directory::load(p).map_err(anyhow::Error::from)?)),
+        None => None,
+    };
     let keys = Keys {
-        trust: TrustStore::new(
-            pki::load_all(&a.trusted_pem).map_err(anyhow::Error::from)?,
-            pki::load_all(&a.untrusted_pem).map_err(anyhow::Error::from)?,
-        ),
+        trust: a.trust.store()?,
+        directory,
         ..Keys::default()
     };
     let bytes = read(&a.package)?;

@@ -3,6 +3,7 @@
 //! Command and flag names are a contract (documentation and checks rely on them). Exit codes:
 //! 0 success, 1 failure (an invalid package, an I/O error), 64 usage error (bad arguments).
 
+pub mod cert;
 pub mod dsig;
 pub mod package;
 
@@ -43,6 +44,9 @@ pub enum Command {
     Sign(dsig::SignArgs),
     /// Verify an edXML package's signature under the package policy.
     Verify(dsig::VerifyArgs),
+    /// Certificates: path validation, key usage and revocation (exit 0 trusted, 3 untrusted).
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 /// What a command produced: an exit code, with output already written.
@@ -87,6 +91,7 @@ pub fn run(
         Command::Dsig(dsig::DsigCommand::Sign(a)) => dsig::dsig_sign(&a, out),
         Command::Sign(a) => dsig::sign(&a, out),
         Command::Verify(a) => dsig::verify(&a, out),
+        Command::Cert(cmd) => cert::run(cmd, out),
     };
     match result {
         Ok(code) => code,

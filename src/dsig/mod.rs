@@ -179,6 +179,14 @@ pub struct Report {
     pub references: Vec<ReferenceReport>,
     /// Legacy features used (empty under the default policy).
     pub legacy: Vec<Legacy>,
+    /// What did not stop the decision but should be seen (a revocation check soft-failed,
+    /// the signer was revoked after the time judged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// For a package checked against the agency directory: why the signer may sign for
+    /// the sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<crate::directory::Authorization>,
 }
 
 /// A certificate, as reported.
@@ -249,9 +257,15 @@ impl fmt::Display for Report {
         for r in &self.references {
             write!(f, "; reference {:?} covers {}", r.uri, r.resolved)?;
         }
+        if let Some(a) = &self.authorization {
+            write!(f, "; may sign for {} ({})", a.agency, a.by)?;
+        }
         if !self.legacy.is_empty() {
             let l: Vec<String> = self.legacy.iter().map(|l| l.to_string()).collect();
             write!(f, "; LEGACY: {}", l.join(", "))?;
+        }
+        for w in &self.warnings {
+            write!(f, "; WARNING: {w}")?;
         }
         Ok(())
     }

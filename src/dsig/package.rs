@@ -7,13 +7,18 @@
 //! validation under the strict policy — one Reference covering the whole document with the
 //! enveloped transform, no `ds:Object`, no duplicate Ids. Because the Reference covers the
 //! whole document minus the Signature, everything [`VerifiedPackage`] exposes is signed.
+//!
+//! When [`Keys::directory`] is set, the signer must also be allowed to sign for the
+//! package's sender (`From/OrganId`); otherwise the verdict is untrusted with the code
+//! `signer-not-authorized-for-sender`, however valid the signature and its chain.
 
 use std::fmt;
 
 use jiff::Timestamp;
 
-use super::verify::{Keys, Policy, signatures, verify_signature};
+use super::verify::{Keys, Policy, signatures, verify_signature_with_cert};
 use super::{Report, Verdict};
+use crate::directory::NotAuthorized;
 use crate::edxml::{self, Package, ParsedPackage, Problem, Rejection};
 
 /// A package whose signature verified under the package policy. It can only be built by
@@ -115,11 +120,16 @@ pub fn verify_package<'a>(
         allow_legacy,
         strict: true,
     };
-    match verify_signature(doc, location.node, keys, &policy, now) {
-        Verdict::Valid(report) => Ok(VerifiedPackage {
-            parsed,
-            report: *report,
-        }),
-        other => Err(PackageError::Signature(other)),
+    let (mut report, signer) = verify_signature_with_cert(doc, location.node, keys, &policy, now)
+        .map_err(PackageError::Signature)?;
+    if let Some(directory) = &keys.directory {
+        let sender = parsed.package().sender();
+        let authorization = directory
+            .authorize_signer(sender.as_str(), signer.as_ref())
+            .map_err(|e| {
+                PackageError::Signature(Verdict::untrusted(NotAuthorized::CODE, e.to_string()))
+            })?;
+        report.authorization = Some(authorization);
     }
+    Ok(VerifiedPackage { parsed, report })
 }

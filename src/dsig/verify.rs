@@ -20,7 +20,8 @@ use jiff::Timestamp;
 use super::c14n::{self, Canonicalizer, NodeSet};
 use super::crypto::{self, EcdsaEncoding, Hash, Legacy, PolicyError, PublicKey, SignatureAlg};
 use super::{CertInfo, DSIG_NS, DSIG11_NS, ENVELOPED, KeySource, ReferenceReport, Report, Verdict};
-use crate::pki::{Certificate, TrustStore};
+use crate::directory::Directory;
+use crate::pki::{Certificate, Purpose, TrustStore};
 use crate::xml::{Document, Element, Limits, NodeId, NodeKind, XML_NS};
 
 /// What the verifier accepts.
@@ -55,6 +56,9 @@ pub struct Keys {
     pub pinned_keys: Vec<PublicKey>,
     /// Use the key in KeyInfo without any trust decision.
     pub insecure: bool,
+    /// The agency directory. When set, [`super::verify_package`] also requires that the
+    /// signer may sign for the package's sender (`signer-not-authorized-for-sender`).
+    pub directory: Option<std::sync::Arc<Directory>>,
 }
 
 /// The `wsu:Id` namespace (WS-Security utility), whose `Id` attribute is an ID by convention.
@@ -100,10 +104,21 @@ pub fn verify_signature(
     policy: &Policy,
     now: Timestamp,
 ) -> Verdict {
-    match Verifier::new(doc, sig, keys, policy).and_then(|v| v.run(now)) {
-        Ok(report) => Verdict::Valid(Box::new(report)),
+    match verify_signature_with_cert(doc, sig, keys, policy, now) {
+        Ok((report, _)) => Verdict::Valid(Box::new(report)),
         Err(v) => v,
     }
+}
+
+/// [`verify_signature`], also returning the signer certificate when the key came with one.
+pub(crate) fn verify_signature_with_cert(
+    doc: &Document<'_>,
+    sig: NodeId,
+    keys: &Keys,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<(Report, Option<Certificate>), Verdict> {
+    Verifier::new(doc, sig, keys, policy).and_then(|v| v.run(now))
 }
 
 /// A parsed Reference.
@@ -564,7 +579,7 @@ impl<'d, 'a> Verifier<'d, 'a> {
     }
 
     /// Steps 3 to 6.
-    fn run(mut self, now: Timestamp) -> Step<Report> {
+    fn run(mut self, now: Timestamp) -> Step<(Report, Option<Certificate>)> {
         let doc = self.doc;
         let mut signed = Vec::new();
         self.c14n
@@ -583,7 +598,7 @@ impl<'d, 'a> Verifier<'d, 'a> {
             candidates.extend(keys.pinned_keys.iter().map(|k| (k.clone(), None)));
             let (k, c) = self.pick(&signed, candidates, "the pinned key")?;
             (k, c.cloned(), KeySource::Pinned)
-        } else if !keys.trust.anchors.is_empty() {
+        } else if !keys.trust.anchors().is_empty() {
             if key_info.certs.is_empty() {
                 return Err(Verdict::untrusted(
                     "no-certificate",
@@ -677,19 +692,27 @@ impl<'d, 'a> Verifier<'d, 'a> {
         }
 
         let mut chain = Vec::new();
+        let mut warnings = Vec::new();
         if source == KeySource::TrustedChain {
             if let Some(leaf) = &cert {
                 let path = keys
                     .trust
-                    .validate(leaf, &key_info.certs, now, self.policy.allow_legacy)
-                    .map_err(|e| Verdict::untrusted("untrusted-signer", e.0))?;
+                    .validate(
+                        leaf,
+                        &key_info.certs,
+                        Purpose::Signer,
+                        self.policy.allow_legacy,
+                        now,
+                    )
+                    .map_err(|e| Verdict::untrusted(e.code(), e.to_string()))?;
                 chain = path.chain.iter().map(CertInfo::from).collect();
+                warnings = path.warnings;
                 for l in path.legacy {
                     self.legacy(l, "the certificate path")?;
                 }
             }
         }
-        Ok(Report {
+        let report = Report {
             signature_method: self.alg.uri().to_owned(),
             canonicalization: self.c14n_uri.to_owned(),
             key: key.describe(),
@@ -698,7 +721,10 @@ impl<'d, 'a> Verifier<'d, 'a> {
             chain,
             references,
             legacy: self.legacy,
-        })
+            warnings,
+            authorization: None,
+        };
+        Ok((report, cert))
     }
 
     /// The candidate whose signature over SignedInfo verifies, else the first one (whose

@@ -28,6 +28,15 @@ pub enum Package {
 }
 
 impl Package {
+    /// The agency that sends this package: `MessageHeader/From/OrganId` of an edoc,
+    /// `From/OrganId` of a status package.
+    pub fn sender(&self) -> &AgencyId {
+        match self {
+            Package::Edoc(e) => &e.header.from.id,
+            Package::Status(s) => &s.from.id,
+        }
+    }
+
     /// The agencies this package is for: every `To` of an edoc; `ResponseFor/OrganId` of a
     /// status package.
     pub fn recipients(&self) -> Vec<&AgencyId> {

@@ -48,9 +48,9 @@ fn package(size: usize, options: &Options) -> Vec<u8> {
         data,
     };
     let built = build::edoc(&e.header, &e.trace, &[att], options.today).unwrap();
-    let mut chain = certs("rsa2048");
-    chain.extend(certs("inter-ca"));
-    let key = std::fs::read(root().join("certs-test/rsa2048.key")).unwrap();
+    // The signer's file carries its chain.
+    let chain = certs("agencies/000.00.00.G12/sign");
+    let key = std::fs::read(root().join("certs-test/agencies/000.00.00.G12/sign.key")).unwrap();
     Signer::from_pem(&key, chain)
         .unwrap()
         .sign_package(&built.bytes, options)

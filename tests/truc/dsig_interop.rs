@@ -53,20 +53,20 @@ const DIGESTS: [(&str, &str); 3] = [
     ("sha512", "http://www.w3.org/2001/04/xmlenc#sha512"),
 ];
 
-/// The document signers under `inter-ca`, with the key `truc` reports.
+/// The document signers under `intermediate-ca`, with the key `truc` reports.
 const SIGNERS: [(&str, &str); 4] = [
-    ("rsa2048", "RSA-2048"),
-    ("rsa4096", "RSA-4096"),
-    ("p256", "EC-P256"),
-    ("p384", "EC-P384"),
+    ("agencies/000.00.00.G12/sign", "RSA-2048"),
+    ("signers/rsa4096", "RSA-4096"),
+    ("agencies/000.00.00.H29/sign", "EC-P256"),
+    ("signers/p384", "EC-P384"),
 ];
 
 /// The SignatureMethod for a signer and a digest: RSA follows the digest, ECDSA follows the
 /// curve. Returns (`truc --alg` name, URI).
 fn signature_method(signer: &str, digest: &str) -> (String, String) {
     let alg = match signer {
-        "p256" => "ecdsa-sha256".to_owned(),
-        "p384" => "ecdsa-sha384".to_owned(),
+        "agencies/000.00.00.H29/sign" => "ecdsa-sha256".to_owned(),
+        "signers/p384" => "ecdsa-sha384".to_owned(),
         _ => format!("rsa-{digest}"),
     };
     let uri = format!("http://www.w3.org/2001/04/xmldsig-more#{alg}");
@@ -282,11 +282,15 @@ fn xmlsec1_signs_truc_verifies() {
             for (signer, key) in SIGNERS {
                 for (digest, digest_uri) in DIGESTS {
                     let (_, method) = signature_method(signer, digest);
-                    let stem = format!("{name}-{}-{signer}-{digest}", c14n == with_comments);
+                    let stem = format!(
+                        "{name}-{}-{}-{digest}",
+                        c14n == with_comments,
+                        signer.replace('/', "_")
+                    );
                     let tmpl = dir.path().join(format!("{stem}.tmpl.xml"));
                     let signed = dir.path().join(format!("{stem}.xml"));
                     write(&tmpl, template(&doc, c14n, "", c14n, &method, digest_uri));
-                    xmlsec1_sign(signer, "inter-ca", &tmpl, &signed);
+                    xmlsec1_sign(signer, "intermediate-ca", &tmpl, &signed);
                     runs += 1;
                     let (code, v) = truc_dsig_verify(
                         &signed,
@@ -330,7 +334,7 @@ fn truc_signs_xmlsec1_verifies() {
                 let (k, c, chain) = (
                     pki(signer, "key"),
                     pki(signer, "pem"),
-                    pki("inter-ca", "pem"),
+                    pki("intermediate-ca", "pem"),
                 );
                 let mut args = vec![
                     "dsig",
@@ -347,11 +351,13 @@ fn truc_signs_xmlsec1_verifies() {
                     "--c14n",
                     name,
                 ];
-                if signer.starts_with("rsa") && digest != "sha256" {
+                if key.starts_with("RSA") && digest != "sha256" {
                     args.extend(["--alg", alg.as_str()]);
                 }
                 runs += 1;
-                let signed = dir.path().join(format!("{name}-{signer}-{digest}.xml"));
+                let signed = dir
+                    .path()
+                    .join(format!("{name}-{}-{digest}.xml", signer.replace('/', "_")));
                 let expect = (key, method.as_str(), c14n, digest_uri);
                 check_truc_signature(&what, truc(&args), &signed, expect, &mut failures);
             }
@@ -409,9 +415,9 @@ fn check_truc_signature(
 fn truc_signs_varied_documents() {
     let dir = tempfile::tempdir().unwrap();
     let (key, cert, chain) = (
-        pki("p256", "key"),
-        pki("p256", "pem"),
-        pki("inter-ca", "pem"),
+        pki("agencies/000.00.00.H29/sign", "key"),
+        pki("agencies/000.00.00.H29/sign", "pem"),
+        pki("intermediate-ca", "pem"),
     );
     let mut failures = Vec::new();
     let mut runs = 0;
@@ -436,7 +442,7 @@ fn truc_signs_varied_documents() {
             ]);
             runs += 1;
             let signed = dir.path().join(format!("{label}-{name}.xml"));
-            let method = signature_method("p256", "sha256").1;
+            let method = signature_method("agencies/000.00.00.H29/sign", "sha256").1;
             let expect = ("EC-P256", method.as_str(), c14n, DIGESTS[0].1);
             check_truc_signature(&what, o, &signed, expect, &mut failures);
         }
@@ -534,11 +540,16 @@ fn c14n_matches_xmlsec1_reference_octets() {
                         plain,
                         uri,
                         transform,
-                        &signature_method("rsa2048", "sha256").1,
+                        &signature_method("agencies/000.00.00.G12/sign", "sha256").1,
                         DIGESTS[0].1,
                     ),
                 );
-                xmlsec1_sign("rsa2048", "inter-ca", &tmpl, &signed);
+                xmlsec1_sign(
+                    "agencies/000.00.00.G12/sign",
+                    "intermediate-ca",
+                    &tmpl,
+                    &signed,
+                );
                 runs += 1;
                 match xmlsec1_reference_octets(&signed) {
                     Err(e) => failures.push(format!("{what}: {e}")),
@@ -571,8 +582,9 @@ fn c14n_matches_xmlsec1_reference_octets() {
 
 /// Signs the test document with xmlsec1: exclusive c14n, the given signer, chain, methods.
 fn xmlsec1_signed(dir: &Path, signer: &str, chain: &str, method: &str, digest: &str) -> PathBuf {
-    let tmpl = dir.join(format!("{signer}.tmpl.xml"));
-    let signed = dir.join(format!("{signer}.xml"));
+    let stem = signer.replace('/', "_");
+    let tmpl = dir.join(format!("{stem}.tmpl.xml"));
+    let signed = dir.join(format!("{stem}.xml"));
     let exc = C14NS[2].1;
     write(&tmpl, template(&doc(), exc, "", exc, method, digest));
     xmlsec1_sign(signer, chain, &tmpl, &signed);
@@ -586,8 +598,8 @@ fn legacy_signature_needs_allow_legacy() {
     let dir = tempfile::tempdir().unwrap();
     let signed = xmlsec1_signed(
         dir.path(),
-        "legacy-rsa1024",
-        "inter-ca",
+        "signers/rsa1024",
+        "intermediate-ca",
         &format!("{DSIG}rsa-sha1"),
         &format!("{DSIG}sha1"),
     );
@@ -650,9 +662,9 @@ fn legacy_signature_needs_allow_legacy() {
     // A modern signature lists nothing.
     let modern = xmlsec1_signed(
         dir.path(),
-        "rsa2048",
-        "inter-ca",
-        &signature_method("rsa2048", "sha256").1,
+        "agencies/000.00.00.G12/sign",
+        "intermediate-ca",
+        &signature_method("agencies/000.00.00.G12/sign", "sha256").1,
         DIGESTS[0].1,
     );
     let (code, v) = truc_dsig_verify(&modern, &["--trusted-pem", &root_ca, "--allow-legacy"]);
@@ -670,7 +682,7 @@ fn legacy_signature_needs_allow_legacy() {
 #[test]
 fn trust_decisions() {
     let dir = tempfile::tempdir().unwrap();
-    let rsa256 = signature_method("rsa2048", "sha256").1;
+    let rsa256 = signature_method("agencies/000.00.00.G12/sign", "sha256").1;
     let sha256 = DIGESTS[0].1;
     let expired_dir = dir.path().join("expired");
     let other_dir = dir.path().join("other");
@@ -678,15 +690,27 @@ fn trust_decisions() {
     for d in [&expired_dir, &other_dir, &good_dir] {
         std::fs::create_dir(d).unwrap();
     }
-    let expired = xmlsec1_signed(&expired_dir, "expired", "inter-ca", &rsa256, sha256);
-    let other = xmlsec1_signed(
-        &other_dir,
-        "other-signer",
-        "other-ca",
-        &signature_method("p256", "sha256").1,
+    let expired = xmlsec1_signed(
+        &expired_dir,
+        "bad/expired",
+        "intermediate-ca",
+        &rsa256,
         sha256,
     );
-    let good = xmlsec1_signed(&good_dir, "rsa2048", "inter-ca", &rsa256, sha256);
+    let other = xmlsec1_signed(
+        &other_dir,
+        "bad/unknown-issuer",
+        "bad/unknown-ca",
+        &rsa256,
+        sha256,
+    );
+    let good = xmlsec1_signed(
+        &good_dir,
+        "agencies/000.00.00.G12/sign",
+        "intermediate-ca",
+        &rsa256,
+        sha256,
+    );
     let root_ca = pki("root-ca", "pem");
     let cases: Vec<(&str, &Path, Vec<String>, i32, &str)> = vec![
         (
@@ -706,7 +730,7 @@ fn trust_decisions() {
         (
             "other CA's signer, anchored",
             &other,
-            vec!["--trusted-pem".into(), pki("other-ca", "pem")],
+            vec!["--trusted-pem".into(), pki("bad/unknown-ca", "pem")],
             0,
             "valid",
         ),
@@ -736,21 +760,24 @@ fn trust_decisions() {
         (
             "wrong anchor",
             &good,
-            vec!["--trusted-pem".into(), pki("other-ca", "pem")],
+            vec!["--trusted-pem".into(), pki("bad/unknown-ca", "pem")],
             3,
             "untrusted",
         ),
         (
             "pinned certificate",
             &good,
-            vec!["--pubkey-cert-pem".into(), pki("rsa2048", "pem")],
+            vec![
+                "--pubkey-cert-pem".into(),
+                pki("agencies/000.00.00.G12/sign", "pem"),
+            ],
             0,
             "valid",
         ),
         (
             "wrong pinned certificate",
             &good,
-            vec!["--pubkey-cert-pem".into(), pki("rsa4096", "pem")],
+            vec!["--pubkey-cert-pem".into(), pki("signers/rsa4096", "pem")],
             1,
             "invalid",
         ),

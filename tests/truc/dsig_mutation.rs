@@ -34,12 +34,13 @@ fn truc_verify(file: &Path) -> (Option<i32>, Value) {
     json_verdict(&o, &format!("truc verify {f}"))
 }
 
-/// `truc <sign args> --key --cert --chain inter-ca.pem` with certs-test/rsa2048.
+/// `truc <sign args> --key --cert --chain intermediate-ca.pem` with the signing key of
+/// agency 000.00.00.G12 (RSA-2048).
 fn sign_rsa2048(args: &[&str]) -> String {
     let (key, cert, chain) = (
-        pki("rsa2048", "key"),
-        pki("rsa2048", "pem"),
-        pki("inter-ca", "pem"),
+        pki("agencies/000.00.00.G12/sign", "key"),
+        pki("agencies/000.00.00.G12/sign", "pem"),
+        pki("intermediate-ca", "pem"),
     );
     let mut all = args.to_vec();
     all.extend(["--key", &key, "--cert", &cert, "--chain", &chain]);
@@ -71,11 +72,14 @@ fn flip_base64(s: &str, tag: &str, n: usize) -> String {
 }
 
 /// The base64 body of a PEM certificate, on one line.
+/// The base64 of the first certificate in `certs-test/<name>.pem`.
 fn cert_base64(name: &str) -> String {
     String::from_utf8(read(Path::new(&pki(name, "pem"))))
         .unwrap()
         .lines()
-        .filter(|l| !l.starts_with("-----"))
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
         .collect()
 }
 
@@ -252,12 +256,12 @@ fn package_mutations() {
         ),
         (
             "signer certificate swapped for p256's",
-            replace_first(&signed, leaf, &cert_base64("p256")),
+            replace_first(&signed, leaf, &cert_base64("agencies/000.00.00.H29/sign")),
             NotValid,
         ),
         (
             "signer certificate swapped for rsa4096's",
-            replace_first(&signed, leaf, &cert_base64("rsa4096")),
+            replace_first(&signed, leaf, &cert_base64("signers/rsa4096")),
             Invalid("signature-mismatch"),
         ),
         (

@@ -30,9 +30,9 @@ fn keys() -> Keys {
 }
 
 fn signer() -> Signer {
-    let mut chain = certs("rsa2048");
-    chain.extend(certs("inter-ca"));
-    let key = read(&root().join("certs-test/rsa2048.key"));
+    // The signer's file carries its chain.
+    let chain = certs("agencies/000.00.00.G12/sign");
+    let key = read(&root().join("certs-test/agencies/000.00.00.G12/sign.key"));
     Signer::from_pem(&key, chain).unwrap()
 }
 
@@ -206,9 +206,9 @@ fn xmlsec_sign(dir: &Path, doc: &str, element: &str) -> String {
         .arg("--privkey-pem")
         .arg(format!(
             "{},{},{}",
-            certs_dir.join("rsa2048.key").display(),
-            certs_dir.join("rsa2048.pem").display(),
-            certs_dir.join("inter-ca.pem").display()
+            certs_dir.join("agencies/000.00.00.G12/sign.key").display(),
+            certs_dir.join("agencies/000.00.00.G12/sign.pem").display(),
+            certs_dir.join("intermediate-ca.pem").display()
         ))
         .arg("--output")
         .arg(&out)
