@@ -158,7 +158,7 @@ impl Rule {
         }
         if let Some(t) = &self.san_uri {
             let want = t.replace("{id}", id);
-            if cert.san_uris().iter().any(|u| *u == want) {
+            if cert.san_uris().contains(&want) {
                 return Some(format!("subjectAltName URI {want}"));
             }
         }

@@ -24,5 +24,7 @@ mod malformed;
 mod roundtrip;
 #[path = "truc/schema.rs"]
 mod schema;
+#[path = "truc/trust.rs"]
+mod trust;
 #[path = "truc/xsw.rs"]
 mod xsw;

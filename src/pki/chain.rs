@@ -185,7 +185,7 @@ pub enum Problem {
         /// The time of the decision.
         now: Timestamp,
         /// The anchor.
-        anchor: CertId,
+        anchor: Box<CertId>,
     },
     /// No anchor or known intermediate has the issuer's name (and key identifier).
     UnknownIssuer {
@@ -197,12 +197,12 @@ pub enum Problem {
     /// A self-issued certificate that is not a configured anchor.
     UntrustedRoot {
         /// Set when an anchor has the same name but a different key.
-        impersonates: Option<CertId>,
+        impersonates: Option<Box<CertId>>,
     },
     /// The issuer's signature over the certificate does not verify.
     BadSignature {
         /// The issuer whose key was tried.
-        issuer: CertId,
+        issuer: Box<CertId>,
     },
     /// The signature algorithm or issuer key is unsupported or outside the policy.
     Algorithm {
@@ -575,11 +575,11 @@ impl TrustStore {
                     let problem = match e {
                         LinkError::Algorithm(detail) => Problem::Algorithm { detail },
                         LinkError::Signature if is_anchor && cur.is_self_issued() => {
-                            impersonated = Some(issuer.id());
+                            impersonated = Some(Box::new(issuer.id()));
                             continue;
                         }
                         LinkError::Signature => Problem::BadSignature {
-                            issuer: issuer.id(),
+                            issuer: Box::new(issuer.id()),
                         },
                     };
                     s.best.record(depth, &cur, problem);
@@ -635,7 +635,7 @@ impl TrustStore {
             if !issuer.valid_at(s.now) {
                 return Err(Problem::AnchorNotValid {
                     now: s.now,
-                    anchor: issuer.id(),
+                    anchor: Box::new(issuer.id()),
                 });
             }
         } else {

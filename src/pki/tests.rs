@@ -1,1 +1,563 @@
+//! Path validation and revocation over the committed test PKI (`certs-test/`, see its
+//! README). Every decision is made at a fixed `now`.
 
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::dsig::Legacy;
+
+fn pki(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("certs-test")
+        .join(rel)
+}
+
+/// The certificates in `certs-test/<rel>`: the end entity first, then its chain.
+fn certs(rel: &str) -> Vec<Certificate> {
+    Certificate::load(&pki(rel)).unwrap()
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn now() -> Timestamp {
+    at("2026-11-23T00:00:00Z")
+}
+
+fn store() -> TrustStore {
+    TrustStore::new(certs("root-ca.pem"), Vec::new())
+}
+
+fn with_crls(paths: &[&str], policy: RevocationPolicy) -> TrustStore {
+    let crls = CrlStore::open(paths.iter().map(|p| pki(p)).collect()).unwrap();
+    store().with_revocation(Arc::new(crls), policy)
+}
+
+fn check(
+    store: &TrustStore,
+    rel: &str,
+    purpose: Purpose,
+    legacy: bool,
+    now: Timestamp,
+) -> Result<ValidPath, Untrusted> {
+    let certs = certs(rel);
+    store.validate(&certs[0], &certs[1..], purpose, legacy, now)
+}
+
+fn code(r: Result<ValidPath, Untrusted>) -> &'static str {
+    match r {
+        Ok(_) => "trusted",
+        Err(u) => u.code(),
+    }
+}
+
+#[test]
+fn agencies_hub_and_extra_signers_are_trusted() {
+    let s = store();
+    for rel in [
+        "agencies/000.00.00.G12/sign.pem",
+        "agencies/000.00.00.H29/sign.pem",
+        "agencies/000.00.00.H41/sign.pem",
+        "hub/receipt.pem",
+        "signers/rsa4096.pem",
+        "signers/p384.pem",
+    ] {
+        let path = check(&s, rel, Purpose::Signer, false, now()).unwrap();
+        assert_eq!(path.chain.len(), 3, "{rel}: leaf, intermediate, root");
+        assert!(path.legacy.is_empty(), "{rel}");
+        assert_eq!(path.chain[2].der(), s.anchors()[0].der(), "{rel}");
+    }
+}
+
+#[test]
+fn each_bad_certificate_gets_its_own_reason() {
+    let s = store();
+    for (rel, expected) in [
+        ("bad/expired.pem", "certificate-expired"),
+        ("bad/not-yet-valid.pem", "certificate-not-yet-valid"),
+        ("bad/wrong-key-usage.pem", "key-usage"),
+        ("bad/critical-extension.pem", "unknown-critical-extension"),
+        ("bad/unknown-issuer.pem", "untrusted-root"),
+        ("bad/rogue-root.pem", "untrusted-root"),
+        ("bad/rogue-signer.pem", "untrusted-root"),
+        ("bad/pathlen.pem", "path-length-exceeded"),
+        // Without a CRL the revoked certificate is not known to be revoked.
+        ("bad/revoked.pem", "trusted"),
+    ] {
+        assert_eq!(
+            code(check(&s, rel, Purpose::Signer, false, now())),
+            expected,
+            "{rel}"
+        );
+    }
+}
+
+#[test]
+fn errors_name_the_certificate_and_the_times() {
+    let leaf = &certs("bad/expired.pem")[0];
+    let e = check(&store(), "bad/expired.pem", Purpose::Signer, false, now()).unwrap_err();
+    let text = e.to_string();
+    for part in [
+        leaf.subject.as_str(),
+        leaf.serial.as_str(),
+        leaf.fingerprint.as_str(),
+        "2021-01-01T00:00:00Z",
+        "2026-11-23T00:00:00Z",
+    ] {
+        assert!(text.contains(part), "{text:?} lacks {part:?}");
+    }
+    assert_eq!(
+        e.problem,
+        Problem::Expired {
+            now: now(),
+            not_after: at("2021-01-01T00:00:00Z")
+        }
+    );
+    // In 2020 the certificate itself was valid, but its issuer was not yet: the failure
+    // names the issuer.
+    let e = check(
+        &store(),
+        "bad/expired.pem",
+        Purpose::Signer,
+        false,
+        at("2020-06-01T00:00:00Z"),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "certificate-not-yet-valid");
+    assert_eq!(
+        e.cert.unwrap().fingerprint,
+        certs("intermediate-ca.pem")[0].fingerprint
+    );
+}
+
+#[test]
+fn the_rogue_root_is_named_as_an_impersonation_of_the_anchor() {
+    let e = check(
+        &store(),
+        "bad/rogue-signer.pem",
+        Purpose::Signer,
+        false,
+        now(),
+    )
+    .unwrap_err();
+    let anchor = certs("root-ca.pem").remove(0);
+    match &e.problem {
+        Problem::UntrustedRoot {
+            impersonates: Some(a),
+        } => assert_eq!(a.fingerprint, anchor.fingerprint),
+        other => panic!("{other:?}"),
+    }
+    // Without the rogue root in the chain, the signer's issuer is unknown: the anchor with
+    // that name has another key identifier.
+    let signer = certs("bad/rogue-signer.pem").remove(0);
+    let e = store()
+        .validate(&signer, &[], Purpose::Signer, false, now())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.problem,
+            Problem::UnknownIssuer {
+                other_key: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_issuer_without_its_ca() {
+    let signer = certs("bad/unknown-issuer.pem").remove(0);
+    let e = store()
+        .validate(&signer, &[], Purpose::Signer, false, now())
+        .unwrap_err();
+    assert_eq!(
+        e.problem,
+        Problem::UnknownIssuer {
+            issuer: "C=VN, O=truc test PKI, CN=Unrelated CA".into(),
+            other_key: false
+        }
+    );
+    // Trusting that CA makes it good.
+    let other = TrustStore::new(certs("bad/unknown-ca.pem"), Vec::new());
+    assert!(
+        other
+            .validate(&signer, &[], Purpose::Signer, false, now())
+            .is_ok()
+    );
+}
+
+#[test]
+fn intermediates_come_from_the_chain_or_the_store() {
+    let signer = certs("agencies/000.00.00.G12/sign.pem").remove(0);
+    let bare = store().validate(&signer, &[], Purpose::Signer, false, now());
+    assert_eq!(code(bare), "unknown-issuer");
+    let configured = TrustStore::new(certs("root-ca.pem"), certs("intermediate-ca.pem"));
+    assert!(
+        configured
+            .validate(&signer, &[], Purpose::Signer, false, now())
+            .is_ok()
+    );
+}
+
+#[test]
+fn sha1_certificates_need_the_legacy_policy_and_are_reported() {
+    let s = store();
+    for rel in ["agencies/000.00.00.G22/sign.pem", "signers/rsa1024.pem"] {
+        assert_eq!(
+            code(check(&s, rel, Purpose::Signer, false, now())),
+            "certificate-algorithm",
+            "{rel}"
+        );
+        let path = check(&s, rel, Purpose::Signer, true, now()).unwrap();
+        assert!(path.legacy.contains(&Legacy::Sha1Certificate), "{rel}");
+        // The cached link still honours the policy.
+        assert_eq!(
+            code(check(&s, rel, Purpose::Signer, false, now())),
+            "certificate-algorithm",
+            "{rel} (cached)"
+        );
+    }
+}
+
+#[test]
+fn purposes_follow_key_usage_and_extended_key_usage() {
+    let s = store();
+    let cases = [
+        ("hub/tls.pem", Purpose::TlsServer, "trusted"),
+        ("hub/tls.pem", Purpose::TlsClient, "extended-key-usage"),
+        ("hub/tls.pem", Purpose::Signer, "extended-key-usage"),
+        (
+            "agencies/000.00.00.H29/client.pem",
+            Purpose::TlsClient,
+            "trusted",
+        ),
+        (
+            "agencies/000.00.00.H29/client.pem",
+            Purpose::TlsServer,
+            "extended-key-usage",
+        ),
+        (
+            "agencies/000.00.00.H29/client.pem",
+            Purpose::Signer,
+            "extended-key-usage",
+        ),
+        ("bad/wrong-key-usage.pem", Purpose::TlsServer, "trusted"),
+        ("bad/wrong-key-usage.pem", Purpose::TlsClient, "key-usage"),
+    ];
+    for (rel, purpose, expected) in cases {
+        assert_eq!(
+            code(check(&s, rel, purpose, false, now())),
+            expected,
+            "{rel} for {purpose}"
+        );
+    }
+}
+
+#[test]
+fn a_ca_below_a_path_length_zero_ca_is_refused_at_the_constraint() {
+    let e = check(&store(), "bad/pathlen.pem", Purpose::Signer, false, now()).unwrap_err();
+    assert_eq!(e.problem, Problem::PathLength { limit: 0, below: 1 });
+    let intermediate = certs("intermediate-ca.pem").remove(0);
+    assert_eq!(e.cert.unwrap().fingerprint, intermediate.fingerprint);
+}
+
+#[test]
+fn no_anchor_no_trust() {
+    let leaf = certs("agencies/000.00.00.G12/sign.pem");
+    let e = TrustStore::default()
+        .validate(&leaf[0], &leaf[1..], Purpose::Signer, false, now())
+        .unwrap_err();
+    assert_eq!(e.problem, Problem::NoAnchors);
+}
+
+#[test]
+fn an_end_entity_configured_as_anchor_is_trusted_as_itself() {
+    let leaf = certs("agencies/000.00.00.G12/sign.pem").remove(0);
+    let s = TrustStore::new(vec![leaf.clone()], Vec::new());
+    let path = s
+        .validate(&leaf, &[], Purpose::Signer, false, now())
+        .unwrap();
+    assert_eq!(path.chain.len(), 1);
+}
+
+#[test]
+fn the_current_crl_revokes_from_its_revocation_time() {
+    let s = with_crls(&["crl"], RevocationPolicy::default());
+    let e = check(&s, "bad/revoked.pem", Purpose::Signer, false, now()).unwrap_err();
+    assert_eq!(
+        e.problem,
+        Problem::Revoked {
+            at: at("2026-06-01T00:00:00Z"),
+            reason: Some("keyCompromise".into())
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("revoked at 2026-06-01T00:00:00Z (keyCompromise)"),
+        "{e}"
+    );
+    // Judged before the revocation: trusted, with a warning that says what came later.
+    let path = check(
+        &s,
+        "bad/revoked.pem",
+        Purpose::Signer,
+        false,
+        at("2026-05-31T23:59:59Z"),
+    )
+    .unwrap();
+    assert_eq!(path.warnings.len(), 1, "{:?}", path.warnings);
+    assert!(path.warnings[0].contains("revoked later, at 2026-06-01T00:00:00Z"));
+    // Others under the same CA are good and carry no warning.
+    let path = check(
+        &s,
+        "agencies/000.00.00.G12/sign.pem",
+        Purpose::Signer,
+        false,
+        now(),
+    )
+    .unwrap();
+    assert!(path.warnings.is_empty(), "{:?}", path.warnings);
+}
+
+#[test]
+fn a_stale_crl_fails_hard_by_default_and_soft_when_asked() {
+    let stale = ["crl/intermediate-ca-stale.crl"];
+    let hard = with_crls(&stale, RevocationPolicy::default());
+    let e = check(
+        &hard,
+        "agencies/000.00.00.G12/sign.pem",
+        Purpose::Signer,
+        false,
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "revocation-unavailable");
+    assert!(
+        e.to_string()
+            .contains("stale: nextUpdate 2026-02-01T00:00:00Z"),
+        "{e}"
+    );
+    // While it was current, it was fine.
+    assert!(
+        check(
+            &hard,
+            "agencies/000.00.00.G12/sign.pem",
+            Purpose::Signer,
+            false,
+            at("2026-01-15T00:00:00Z")
+        )
+        .is_ok()
+    );
+    let soft = with_crls(
+        &stale,
+        RevocationPolicy {
+            hard_fail: false,
+            ..RevocationPolicy::default()
+        },
+    );
+    let path = check(
+        &soft,
+        "agencies/000.00.00.G12/sign.pem",
+        Purpose::Signer,
+        false,
+        now(),
+    )
+    .unwrap();
+    assert!(
+        path.warnings[0].contains("soft fail"),
+        "{:?}",
+        path.warnings
+    );
+}
+
+#[test]
+fn the_newest_crl_wins_when_a_stale_one_is_also_configured() {
+    let both = with_crls(
+        &["crl/intermediate-ca-stale.crl", "crl/intermediate-ca.crl"],
+        RevocationPolicy::default(),
+    );
+    assert_eq!(
+        code(check(
+            &both,
+            "bad/revoked.pem",
+            Purpose::Signer,
+            false,
+            now()
+        )),
+        "certificate-revoked"
+    );
+    assert!(
+        check(
+            &both,
+            "agencies/000.00.00.H41/sign.pem",
+            Purpose::Signer,
+            false,
+            now()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn issuers_without_a_crl_are_unchecked_unless_required() {
+    // The current CRL covers the issuing CA; nothing covers the issuing CA itself (the
+    // root publishes no CRL here).
+    let required = with_crls(
+        &["crl"],
+        RevocationPolicy {
+            require_for_every_issuer: true,
+            ..RevocationPolicy::default()
+        },
+    );
+    let e = check(
+        &required,
+        "agencies/000.00.00.G12/sign.pem",
+        Purpose::Signer,
+        false,
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "revocation-unavailable");
+    assert!(e.to_string().contains("Issuing CA"), "{e}");
+}
+
+#[test]
+fn a_crl_whose_signature_does_not_verify_is_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut der = std::fs::read(pki("crl/intermediate-ca-stale.crl")).unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    std::fs::write(dir.path().join("broken.crl"), der).unwrap();
+    let crls = CrlStore::open(vec![dir.path().to_owned()]).unwrap();
+    let s = store().with_revocation(Arc::new(crls), RevocationPolicy::default());
+    let e = check(
+        &s,
+        "agencies/000.00.00.G12/sign.pem",
+        Purpose::Signer,
+        false,
+        at("2026-01-15T00:00:00Z"),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "revocation-unavailable");
+    assert!(e.to_string().contains("does not verify"), "{e}");
+}
+
+#[test]
+fn crl_files_that_are_not_crls_are_refused_at_open() {
+    let e = CrlStore::open(vec![pki("root-ca.pem")]).unwrap_err();
+    assert!(e.0.contains("root-ca.pem"), "{e}");
+    let e = CrlStore::open(vec![pki("no-such.crl")]).unwrap_err();
+    assert!(e.0.contains("cannot read"), "{e}");
+}
+
+/// The reload path: a CRL directory that starts with the stale CRL, gains the current one,
+/// gets a broken file, and loses every file.
+#[test]
+fn crls_reload_on_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(pki(from), dir.path().join(to)).unwrap();
+    };
+    copy("crl/intermediate-ca-stale.crl", "a.crl");
+    let crls = Arc::new(CrlStore::open(vec![dir.path().to_owned()]).unwrap());
+    let s = store().with_revocation(crls.clone(), RevocationPolicy::default());
+    let revoked = || code(check(&s, "bad/revoked.pem", Purpose::Signer, false, now()));
+    assert_eq!(revoked(), "revocation-unavailable");
+    assert_eq!(crls.reload_if_changed(), None, "nothing changed");
+
+    copy("crl/intermediate-ca.crl", "b.crl");
+    let report = crls.reload_if_changed().expect("a new file is a change");
+    assert_eq!(
+        report,
+        crl::ReloadReport {
+            loaded: 2,
+            errors: vec![]
+        }
+    );
+    assert_eq!(revoked(), "certificate-revoked");
+
+    // A broken file keeps what it held before; here it held nothing, so it adds an error.
+    std::fs::write(dir.path().join("c.crl"), b"not a CRL").unwrap();
+    let report = crls.reload_if_changed().unwrap();
+    assert_eq!(report.loaded, 2);
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(revoked(), "certificate-revoked");
+
+    // Overwrite the current CRL with garbage: its revocations are kept.
+    std::fs::write(dir.path().join("b.crl"), b"garbage of another size").unwrap();
+    let report = crls.reload_if_changed().unwrap();
+    assert_eq!(report.loaded, 2, "{report:?}");
+    assert_eq!(revoked(), "certificate-revoked");
+
+    // Every file gone: the issuer had a CRL, so its status is unavailable, not unchecked.
+    for f in ["a.crl", "b.crl", "c.crl"] {
+        std::fs::remove_file(dir.path().join(f)).unwrap();
+    }
+    let report = crls.reload_if_changed().unwrap();
+    assert_eq!(report.loaded, 0);
+    let e = check(
+        &s,
+        "agencies/000.00.00.G12/sign.pem",
+        Purpose::Signer,
+        false,
+        now(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+}
+
+/// The watcher thread notices a new file without being asked.
+#[test]
+fn the_watcher_reloads_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        pki("crl/intermediate-ca-stale.crl"),
+        dir.path().join("a.crl"),
+    )
+    .unwrap();
+    let crls = Arc::new(CrlStore::open(vec![dir.path().to_owned()]).unwrap());
+    let handle = crls.watch(std::time::Duration::from_millis(20));
+    std::fs::copy(pki("crl/intermediate-ca.crl"), dir.path().join("b.crl")).unwrap();
+    let mut seen = 0;
+    for _ in 0..500 {
+        seen = crls.current().crls().count();
+        if seen == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(seen, 2, "the watcher did not pick up the new CRL");
+    drop(handle);
+}
+
+#[test]
+fn crls_parse_with_their_dates_and_entries() {
+    let current = Crl::load(&pki("crl/intermediate-ca.crl")).unwrap();
+    assert_eq!(current.len(), 1);
+    let c = &current[0];
+    assert_eq!(c.issuer, "C=VN, O=truc test PKI, CN=truc Test Issuing CA");
+    assert_eq!(c.this_update, at("2026-11-01T00:00:00Z"));
+    assert_eq!(c.next_update, Some(at("2036-01-01T00:00:00Z")));
+    assert_eq!(c.len(), 1);
+    let stale = Crl::load(&pki("crl/intermediate-ca-stale.crl")).unwrap();
+    assert!(stale[0].is_empty());
+    assert_eq!(stale[0].next_update, Some(at("2026-02-01T00:00:00Z")));
+}
+
+#[test]
+fn directories_of_anchors_load_every_certificate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(pki("root-ca.pem"), dir.path().join("root.pem")).unwrap();
+    std::fs::copy(pki("bad/unknown-ca.pem"), dir.path().join("other.crt")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    assert_eq!(load_all(&[dir.path()]).unwrap().len(), 2);
+    let empty = tempfile::tempdir().unwrap();
+    assert!(load_all(&[empty.path()]).is_err());
+}
