@@ -561,3 +561,223 @@ fn directories_of_anchors_load_every_certificate_file() {
     let empty = tempfile::tempdir().unwrap();
     assert!(load_all(&[empty.path()]).is_err());
 }
+
+/// Hierarchies made on the fly with rcgen (ECDSA P-256), for the shapes the committed PKI
+/// does not have: same-name issuers, cross-certificates, long chains, hostile chains.
+mod generated {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
+    };
+
+    use super::now;
+    use crate::pki::{Certificate, Problem, Purpose, TrustStore};
+
+    /// A certificate with its parameters and key, able to issue more.
+    struct Made {
+        params: CertificateParams,
+        key: KeyPair,
+        cert: Certificate,
+    }
+
+    impl Made {
+        fn issue(&self, params: CertificateParams) -> Made {
+            let key = KeyPair::generate().unwrap();
+            let issuer = Issuer::from_params(&self.params, &self.key);
+            let der = params.signed_by(&key, &issuer).unwrap().der().to_vec();
+            Made {
+                params,
+                key,
+                cert: Certificate::from_der(der).unwrap(),
+            }
+        }
+    }
+
+    fn params(cn: &str, ca: Option<BasicConstraints>) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        p.distinguished_name = dn;
+        p.not_before = date_time_ymd(2026, 1, 1);
+        p.not_after = date_time_ymd(2036, 1, 1);
+        match ca {
+            Some(bc) => {
+                p.is_ca = IsCa::Ca(bc);
+                p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            }
+            None => {
+                p.is_ca = IsCa::ExplicitNoCa;
+                p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            }
+        }
+        p
+    }
+
+    fn ca(cn: &str) -> CertificateParams {
+        params(cn, Some(BasicConstraints::Unconstrained))
+    }
+
+    fn leaf(cn: &str) -> CertificateParams {
+        params(cn, None)
+    }
+
+    fn root() -> Made {
+        let params = ca("Generated Root");
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        Made {
+            params,
+            key,
+            cert: Certificate::from_der(der).unwrap(),
+        }
+    }
+
+    fn anchored(root: &Made) -> TrustStore {
+        TrustStore::new(vec![root.cert.clone()], Vec::new())
+    }
+
+    fn validate(store: &TrustStore, leaf: &Made, extra: &[&Made]) -> Result<Vec<String>, Problem> {
+        let extra: Vec<Certificate> = extra.iter().map(|m| m.cert.clone()).collect();
+        store
+            .validate(&leaf.cert, &extra, Purpose::Signer, false, now())
+            .map(|p| p.chain.iter().map(|c| c.fingerprint.clone()).collect())
+            .map_err(|u| u.problem)
+    }
+
+    #[test]
+    fn every_candidate_issuer_is_tried() {
+        let r = root();
+        // Two CAs with the same name and different keys; the leaf carries no
+        // authorityKeyIdentifier, so only the signature tells them apart.
+        let wrong = r.issue(ca("Issuing"));
+        let right = r.issue(ca("Issuing"));
+        let signer = right.issue(leaf("Signer"));
+        for extra in [[&wrong, &right], [&right, &wrong]] {
+            let chain = validate(&anchored(&r), &signer, &extra).unwrap();
+            assert_eq!(chain[1], right.cert.fingerprint);
+        }
+        // Only the wrong one available: its signature is the reason.
+        let e = validate(&anchored(&r), &signer, &[&wrong]).unwrap_err();
+        assert!(matches!(e, Problem::BadSignature { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn an_expired_cross_certificate_is_passed_over_for_a_valid_one() {
+        let r = root();
+        let issuing = r.issue(ca("Issuing"));
+        // The same CA key and name, certified earlier for a period that has ended.
+        let mut old = ca("Issuing");
+        old.not_before = date_time_ymd(2020, 1, 1);
+        old.not_after = date_time_ymd(2021, 1, 1);
+        let issuer = Issuer::from_params(&r.params, &r.key);
+        let der = old.signed_by(&issuing.key, &issuer).unwrap().der().to_vec();
+        let old = Certificate::from_der(der).unwrap();
+        let signer = issuing.issue(leaf("Signer"));
+        let check = |extra: &[Certificate]| {
+            anchored(&r).validate(&signer.cert, extra, Purpose::Signer, false, now())
+        };
+        let path = check(&[old.clone(), issuing.cert.clone()]).unwrap();
+        assert_eq!(path.chain[1].fingerprint, issuing.cert.fingerprint);
+        let e = check(&[old]).unwrap_err();
+        assert!(matches!(e.problem, Problem::Expired { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn paths_are_bounded_in_depth() {
+        let r = root();
+        // MAX_DEPTH is 8 certificates: leaf, 6 CAs and the anchor fit; 7 CAs do not.
+        let mut cas = vec![r.issue(ca("CA 1"))];
+        for i in 2..=7 {
+            let next = cas[cas.len() - 1].issue(ca(&format!("CA {i}")));
+            cas.push(next);
+        }
+        let extra: Vec<&Made> = cas.iter().collect();
+        let six = cas[5].issue(leaf("Signer under six"));
+        assert_eq!(validate(&anchored(&r), &six, &extra).unwrap().len(), 8);
+        let seven = cas[6].issue(leaf("Signer under seven"));
+        assert_eq!(
+            validate(&anchored(&r), &seven, &extra).unwrap_err(),
+            Problem::PathTooLong
+        );
+    }
+
+    #[test]
+    fn hostile_chains_exhaust_a_budget_not_the_machine() {
+        let r = root();
+        // 80 CAs named like the leaf's issuer, none of which signed it.
+        let decoys: Vec<Made> = (0..80).map(|_| r.issue(ca("Issuing"))).collect();
+        let hidden = root().issue(ca("Issuing"));
+        let signer = hidden.issue(leaf("Signer"));
+        let extra: Vec<&Made> = decoys.iter().collect();
+        assert_eq!(
+            validate(&anchored(&r), &signer, &extra).unwrap_err(),
+            Problem::SearchBudget
+        );
+    }
+
+    #[test]
+    fn issuers_must_be_cas_with_key_cert_sign() {
+        let r = root();
+        let not_ca = r.issue(params("Not a CA", None));
+        let signer = not_ca.issue(leaf("Signer"));
+        assert_eq!(
+            validate(&anchored(&r), &signer, &[&not_ca]).unwrap_err(),
+            Problem::NotCa
+        );
+        let mut no_bc = ca("No basicConstraints");
+        no_bc.is_ca = IsCa::NoCa;
+        let no_bc = r.issue(no_bc);
+        let signer = no_bc.issue(leaf("Signer"));
+        assert_eq!(
+            validate(&anchored(&r), &signer, &[&no_bc]).unwrap_err(),
+            Problem::NotCa
+        );
+        let mut no_sign = ca("No keyCertSign");
+        no_sign.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let no_sign = r.issue(no_sign);
+        let signer = no_sign.issue(leaf("Signer"));
+        assert_eq!(
+            validate(&anchored(&r), &signer, &[&no_sign]).unwrap_err(),
+            Problem::KeyUsage {
+                needed: "keyCertSign"
+            }
+        );
+    }
+
+    #[test]
+    fn a_cas_extended_key_usage_constrains_what_it_issues() {
+        let r = root();
+        let mut tls_only = ca("TLS only");
+        tls_only.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let tls_only = r.issue(tls_only);
+        let signer = tls_only.issue(leaf("Signer"));
+        assert!(matches!(
+            validate(&anchored(&r), &signer, &[&tls_only]).unwrap_err(),
+            Problem::ExtKeyUsage {
+                purpose: Purpose::Signer,
+                ..
+            }
+        ));
+        let extra = [tls_only.cert.clone()];
+        assert!(
+            anchored(&r)
+                .validate(&signer.cert, &extra, Purpose::TlsServer, false, now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn path_length_counts_the_cas_below() {
+        let r = root();
+        let one = r.issue(params("pathLen 1", Some(BasicConstraints::Constrained(1))));
+        let below = one.issue(ca("Below"));
+        let signer = below.issue(leaf("Signer"));
+        assert!(validate(&anchored(&r), &signer, &[&one, &below]).is_ok());
+        let deeper = below.issue(ca("Deeper"));
+        let signer = deeper.issue(leaf("Signer"));
+        assert_eq!(
+            validate(&anchored(&r), &signer, &[&one, &below, &deeper]).unwrap_err(),
+            Problem::PathLength { limit: 1, below: 2 }
+        );
+    }
+}
