@@ -50,6 +50,15 @@ fn check(
     store.validate(&certs[0], &certs[1..], purpose, legacy, now)
 }
 
+/// [`check`] for document signing under the default policy at [`now`].
+fn signer(store: &TrustStore, rel: &str) -> Result<ValidPath, Untrusted> {
+    signer_at(store, rel, now())
+}
+
+fn signer_at(store: &TrustStore, rel: &str, now: Timestamp) -> Result<ValidPath, Untrusted> {
+    check(store, rel, Purpose::Signer, false, now)
+}
+
 fn code(r: Result<ValidPath, Untrusted>) -> &'static str {
     match r {
         Ok(_) => "trusted",
@@ -68,7 +77,7 @@ fn agencies_hub_and_extra_signers_are_trusted() {
         "signers/rsa4096.pem",
         "signers/p384.pem",
     ] {
-        let path = check(&s, rel, Purpose::Signer, false, now()).unwrap();
+        let path = signer(&s, rel).unwrap();
         assert_eq!(path.chain.len(), 3, "{rel}: leaf, intermediate, root");
         assert!(path.legacy.is_empty(), "{rel}");
         assert_eq!(path.chain[2].der(), s.anchors()[0].der(), "{rel}");
@@ -90,18 +99,14 @@ fn each_bad_certificate_gets_its_own_reason() {
         // Without a CRL the revoked certificate is not known to be revoked.
         ("bad/revoked.pem", "trusted"),
     ] {
-        assert_eq!(
-            code(check(&s, rel, Purpose::Signer, false, now())),
-            expected,
-            "{rel}"
-        );
+        assert_eq!(code(signer(&s, rel)), expected, "{rel}");
     }
 }
 
 #[test]
 fn errors_name_the_certificate_and_the_times() {
     let leaf = &certs("bad/expired.pem")[0];
-    let e = check(&store(), "bad/expired.pem", Purpose::Signer, false, now()).unwrap_err();
+    let e = signer(&store(), "bad/expired.pem").unwrap_err();
     let text = e.to_string();
     for part in [
         leaf.subject.as_str(),
@@ -121,14 +126,7 @@ fn errors_name_the_certificate_and_the_times() {
     );
     // In 2020 the certificate itself was valid, but its issuer was not yet: the failure
     // names the issuer.
-    let e = check(
-        &store(),
-        "bad/expired.pem",
-        Purpose::Signer,
-        false,
-        at("2020-06-01T00:00:00Z"),
-    )
-    .unwrap_err();
+    let e = signer_at(&store(), "bad/expired.pem", at("2020-06-01T00:00:00Z")).unwrap_err();
     assert_eq!(e.code(), "certificate-not-yet-valid");
     assert_eq!(
         e.cert.unwrap().fingerprint,
@@ -138,14 +136,7 @@ fn errors_name_the_certificate_and_the_times() {
 
 #[test]
 fn the_rogue_root_is_named_as_an_impersonation_of_the_anchor() {
-    let e = check(
-        &store(),
-        "bad/rogue-signer.pem",
-        Purpose::Signer,
-        false,
-        now(),
-    )
-    .unwrap_err();
+    let e = signer(&store(), "bad/rogue-signer.pem").unwrap_err();
     let anchor = certs("root-ca.pem").remove(0);
     match &e.problem {
         Problem::UntrustedRoot {
@@ -210,16 +201,12 @@ fn intermediates_come_from_the_chain_or_the_store() {
 fn sha1_certificates_need_the_legacy_policy_and_are_reported() {
     let s = store();
     for rel in ["agencies/000.00.00.G22/sign.pem", "signers/rsa1024.pem"] {
-        assert_eq!(
-            code(check(&s, rel, Purpose::Signer, false, now())),
-            "certificate-algorithm",
-            "{rel}"
-        );
+        assert_eq!(code(signer(&s, rel)), "certificate-algorithm", "{rel}");
         let path = check(&s, rel, Purpose::Signer, true, now()).unwrap();
         assert!(path.legacy.contains(&Legacy::Sha1Certificate), "{rel}");
         // The cached link still honours the policy.
         assert_eq!(
-            code(check(&s, rel, Purpose::Signer, false, now())),
+            code(signer(&s, rel)),
             "certificate-algorithm",
             "{rel} (cached)"
         );
@@ -262,7 +249,7 @@ fn purposes_follow_key_usage_and_extended_key_usage() {
 
 #[test]
 fn a_ca_below_a_path_length_zero_ca_is_refused_at_the_constraint() {
-    let e = check(&store(), "bad/pathlen.pem", Purpose::Signer, false, now()).unwrap_err();
+    let e = signer(&store(), "bad/pathlen.pem").unwrap_err();
     assert_eq!(e.problem, Problem::PathLength { limit: 0, below: 1 });
     let intermediate = certs("intermediate-ca.pem").remove(0);
     assert_eq!(e.cert.unwrap().fingerprint, intermediate.fingerprint);
@@ -290,7 +277,7 @@ fn an_end_entity_configured_as_anchor_is_trusted_as_itself() {
 #[test]
 fn the_current_crl_revokes_from_its_revocation_time() {
     let s = with_crls(&["crl"], RevocationPolicy::default());
-    let e = check(&s, "bad/revoked.pem", Purpose::Signer, false, now()).unwrap_err();
+    let e = signer(&s, "bad/revoked.pem").unwrap_err();
     assert_eq!(
         e.problem,
         Problem::Revoked {
@@ -304,25 +291,11 @@ fn the_current_crl_revokes_from_its_revocation_time() {
         "{e}"
     );
     // Judged before the revocation: trusted, with a warning that says what came later.
-    let path = check(
-        &s,
-        "bad/revoked.pem",
-        Purpose::Signer,
-        false,
-        at("2026-05-31T23:59:59Z"),
-    )
-    .unwrap();
+    let path = signer_at(&s, "bad/revoked.pem", at("2026-05-31T23:59:59Z")).unwrap();
     assert_eq!(path.warnings.len(), 1, "{:?}", path.warnings);
     assert!(path.warnings[0].contains("revoked later, at 2026-06-01T00:00:00Z"));
     // Others under the same CA are good and carry no warning.
-    let path = check(
-        &s,
-        "agencies/000.00.00.G12/sign.pem",
-        Purpose::Signer,
-        false,
-        now(),
-    )
-    .unwrap();
+    let path = signer(&s, "agencies/000.00.00.G12/sign.pem").unwrap();
     assert!(path.warnings.is_empty(), "{:?}", path.warnings);
 }
 
@@ -330,14 +303,7 @@ fn the_current_crl_revokes_from_its_revocation_time() {
 fn a_stale_crl_fails_hard_by_default_and_soft_when_asked() {
     let stale = ["crl/intermediate-ca-stale.crl"];
     let hard = with_crls(&stale, RevocationPolicy::default());
-    let e = check(
-        &hard,
-        "agencies/000.00.00.G12/sign.pem",
-        Purpose::Signer,
-        false,
-        now(),
-    )
-    .unwrap_err();
+    let e = signer(&hard, "agencies/000.00.00.G12/sign.pem").unwrap_err();
     assert_eq!(e.code(), "revocation-unavailable");
     assert!(
         e.to_string()
@@ -346,11 +312,9 @@ fn a_stale_crl_fails_hard_by_default_and_soft_when_asked() {
     );
     // While it was current, it was fine.
     assert!(
-        check(
+        signer_at(
             &hard,
             "agencies/000.00.00.G12/sign.pem",
-            Purpose::Signer,
-            false,
             at("2026-01-15T00:00:00Z")
         )
         .is_ok()
@@ -362,14 +326,7 @@ fn a_stale_crl_fails_hard_by_default_and_soft_when_asked() {
             ..RevocationPolicy::default()
         },
     );
-    let path = check(
-        &soft,
-        "agencies/000.00.00.G12/sign.pem",
-        Purpose::Signer,
-        false,
-        now(),
-    )
-    .unwrap();
+    let path = signer(&soft, "agencies/000.00.00.G12/sign.pem").unwrap();
     assert!(
         path.warnings[0].contains("soft fail"),
         "{:?}",
@@ -384,25 +341,10 @@ fn the_newest_crl_wins_when_a_stale_one_is_also_configured() {
         RevocationPolicy::default(),
     );
     assert_eq!(
-        code(check(
-            &both,
-            "bad/revoked.pem",
-            Purpose::Signer,
-            false,
-            now()
-        )),
+        code(signer(&both, "bad/revoked.pem")),
         "certificate-revoked"
     );
-    assert!(
-        check(
-            &both,
-            "agencies/000.00.00.H41/sign.pem",
-            Purpose::Signer,
-            false,
-            now()
-        )
-        .is_ok()
-    );
+    assert!(signer(&both, "agencies/000.00.00.H41/sign.pem").is_ok());
 }
 
 #[test]
@@ -416,14 +358,7 @@ fn issuers_without_a_crl_are_unchecked_unless_required() {
             ..RevocationPolicy::default()
         },
     );
-    let e = check(
-        &required,
-        "agencies/000.00.00.G12/sign.pem",
-        Purpose::Signer,
-        false,
-        now(),
-    )
-    .unwrap_err();
+    let e = signer(&required, "agencies/000.00.00.G12/sign.pem").unwrap_err();
     assert_eq!(e.code(), "revocation-unavailable");
     assert!(e.to_string().contains("Issuing CA"), "{e}");
 }
@@ -437,11 +372,9 @@ fn a_crl_whose_signature_does_not_verify_is_not_believed() {
     std::fs::write(dir.path().join("broken.crl"), der).unwrap();
     let crls = CrlStore::open(vec![dir.path().to_owned()]).unwrap();
     let s = store().with_revocation(Arc::new(crls), RevocationPolicy::default());
-    let e = check(
+    let e = signer_at(
         &s,
         "agencies/000.00.00.G12/sign.pem",
-        Purpose::Signer,
-        false,
         at("2026-01-15T00:00:00Z"),
     )
     .unwrap_err();
@@ -468,7 +401,7 @@ fn crls_reload_on_change() {
     copy("crl/intermediate-ca-stale.crl", "a.crl");
     let crls = Arc::new(CrlStore::open(vec![dir.path().to_owned()]).unwrap());
     let s = store().with_revocation(crls.clone(), RevocationPolicy::default());
-    let revoked = || code(check(&s, "bad/revoked.pem", Purpose::Signer, false, now()));
+    let revoked = || code(signer(&s, "bad/revoked.pem"));
     assert_eq!(revoked(), "revocation-unavailable");
     assert_eq!(crls.reload_if_changed(), None, "nothing changed");
 
@@ -502,14 +435,7 @@ fn crls_reload_on_change() {
     }
     let report = crls.reload_if_changed().unwrap();
     assert_eq!(report.loaded, 0);
-    let e = check(
-        &s,
-        "agencies/000.00.00.G12/sign.pem",
-        Purpose::Signer,
-        false,
-        now(),
-    )
-    .unwrap_err();
+    let e = signer(&s, "agencies/000.00.00.G12/sign.pem").unwrap_err();
     assert!(e.to_string().contains("missing"), "{e}");
 }
 

@@ -298,19 +298,17 @@ fn cert_verify_agrees_with_openssl_on_every_class() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `truc cert verify FILE --trusted-pem root-ca.pem` plus `extra`.
+fn cert_verify(file: &str, extra: &[&str]) -> std::process::Output {
+    let (file, anchor) = (path(file), path("root-ca.pem"));
+    let mut args = vec!["cert", "verify", &file, "--trusted-pem", &anchor];
+    args.extend_from_slice(extra);
+    truc(&args)
+}
+
 #[test]
 fn cert_verify_reasons_carry_context() {
-    let expired = path("bad/expired.pem");
-    let anchor = path("root-ca.pem");
-    let o = truc(&[
-        "cert",
-        "verify",
-        &expired,
-        "--trusted-pem",
-        &anchor,
-        "--at",
-        AT,
-    ]);
+    let o = cert_verify("bad/expired.pem", &["--at", AT]);
     assert_eq!(o.status.code(), Some(3));
     let line = stdout(&o);
     for part in [
@@ -323,19 +321,8 @@ fn cert_verify_reasons_carry_context() {
     ] {
         assert!(line.contains(part), "{line:?} lacks {part:?}");
     }
-    let revoked = path("bad/revoked.pem");
     let crl = path("crl");
-    let o = truc(&[
-        "cert",
-        "verify",
-        &revoked,
-        "--trusted-pem",
-        &anchor,
-        "--crl",
-        &crl,
-        "--at",
-        AT,
-    ]);
+    let o = cert_verify("bad/revoked.pem", &["--crl", &crl, "--at", AT]);
     assert_eq!(o.status.code(), Some(3));
     assert!(
         stdout(&o).contains("revoked at 2026-06-01T00:00:00Z (keyCompromise)"),
@@ -343,37 +330,18 @@ fn cert_verify_reasons_carry_context() {
         stdout(&o)
     );
     // Before the revocation time the same certificate is trusted (exit 0), with a warning.
-    let o = truc(&[
-        "cert",
-        "verify",
-        &revoked,
-        "--trusted-pem",
-        &anchor,
-        "--crl",
-        &crl,
-        "--at",
-        "2026-05-01T00:00:00Z",
-    ]);
+    let o = cert_verify(
+        "bad/revoked.pem",
+        &["--crl", &crl, "--at", "2026-05-01T00:00:00Z"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("revoked later"), "{}", stdout(&o));
     // A stale CRL soft-fails only when asked to.
-    let g12 = path("agencies/000.00.00.G12/sign.pem");
     let stale = path(STALE_CRL);
-    let args = [
-        "cert",
-        "verify",
-        &g12,
-        "--trusted-pem",
-        &anchor,
-        "--crl",
-        &stale,
-        "--at",
-        AT,
-    ];
-    assert_eq!(truc(&args).status.code(), Some(3));
-    let mut soft = args.to_vec();
-    soft.push("--crl-soft-fail");
-    let o = truc(&soft);
+    let g12 = "agencies/000.00.00.G12/sign.pem";
+    let hard = cert_verify(g12, &["--crl", &stale, "--at", AT]);
+    assert_eq!(hard.status.code(), Some(3));
+    let o = cert_verify(g12, &["--crl", &stale, "--at", AT, "--crl-soft-fail"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
         stdout(&o).contains("WARNING") && stdout(&o).contains("stale"),
@@ -410,8 +378,7 @@ fn cert_verify_usage_errors_exit_64() {
         assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
     }
     // An unreadable certificate is a runtime failure.
-    let anchor = path("root-ca.pem");
-    let o = truc(&["cert", "verify", "no-such.pem", "--trusted-pem", &anchor]);
+    let o = cert_verify("no-such.pem", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no-such.pem"), "{}", stderr(&o));
 }
