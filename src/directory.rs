@@ -398,8 +398,7 @@ impl Directory {
 
     /// The agency whose bearer token this is.
     pub fn token_agency(&self, token: &str) -> Option<&Agency> {
-        let hash =
-            crate::pki::hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+        let hash = crate::pki::sha256_hex(token.as_bytes());
         self.tokens.get(&hash).and_then(|id| self.agencies.get(id))
     }
 }

@@ -144,7 +144,7 @@ impl Certificate {
             serial: cert.raw_serial_as_string().replace(':', ""),
             not_before: asn1_time(cert.validity().not_before)?,
             not_after: asn1_time(cert.validity().not_after)?,
-            fingerprint: super::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()),
+            fingerprint: super::sha256_hex(&der),
             subject_raw: cert.subject().as_raw().to_vec(),
             issuer_raw: cert.issuer().as_raw().to_vec(),
             serial_raw: strip_zeros(cert.raw_serial()).to_vec(),

@@ -44,6 +44,11 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// SHA-256 of `data`, lower-case hex (certificate fingerprints, token hashes).
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
 /// Reads every certificate in the given files; a directory contributes each of its
 /// `.pem`, `.crt`, `.cer` and `.der` files (sorted by name).
 pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Certificate>, CertError> {

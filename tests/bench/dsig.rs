@@ -1,20 +1,24 @@
 //! Signature verification throughput (criterion): `cargo bench --bench dsig`.
 //!
 //! Packages of about 20 KB, 200 KB and 5 MB (one PDF-like attachment each), signed by the
-//! test PKI's RSA-2048 signer with Exclusive C14N and SHA-256, verified end to end as the hub
-//! does: edXML parse and validation, canonicalization and digest of the whole document,
-//! RSA verification of SignedInfo, path validation to the root. Also canonicalization alone.
+//! test PKI's RSA-2048 signer (agency 000.00.00.G12) with Exclusive C14N and SHA-256,
+//! verified end to end as the hub does: edXML parse and validation, canonicalization and
+//! digest of the whole document, RSA verification of SignedInfo, path validation to the root
+//! with the issuing CA's CRL, and the signer's binding to the sender in the agency directory.
+//! Also canonicalization alone, and path validation alone.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use truc::directory::Directory;
 use truc::dsig::c14n::{Canonicalizer, Method, NodeSet};
 use truc::dsig::{Keys, Signer, verify_package};
 use truc::edxml::build::{self, NewAttachment};
-use truc::edxml::{self, Options, Package};
-use truc::pki::{Certificate, TrustStore};
+use truc::edxml::{self, AgencyId, Options, Package};
+use truc::pki::{Certificate, CrlStore, Purpose, RevocationPolicy, TrustStore};
 use truc::xml::{Document, Limits};
 
 fn root() -> PathBuf {
@@ -47,7 +51,9 @@ fn package(size: usize, options: &Options) -> Vec<u8> {
         content_type: "application/pdf".into(),
         data,
     };
-    let built = build::edoc(&e.header, &e.trace, &[att], options.today).unwrap();
+    let mut header = e.header.clone();
+    header.from.id = AgencyId::parse("000.00.00.G12").unwrap();
+    let built = build::edoc(&header, &e.trace, &[att], options.today).unwrap();
     // The signer's file carries its chain.
     let chain = certs("agencies/000.00.00.G12/sign");
     let key = std::fs::read(root().join("certs-test/agencies/000.00.00.G12/sign.key")).unwrap();
@@ -61,8 +67,13 @@ fn bench(c: &mut Criterion) {
     let today = jiff::civil::date(2026, 11, 23);
     let now: jiff::Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
     let options = Options::strict(today);
+    let crls = CrlStore::open(vec![root().join("certs-test/crl")]).unwrap();
+    let trust = TrustStore::new(certs("root-ca"), Vec::new())
+        .with_revocation(Arc::new(crls), RevocationPolicy::default());
+    let directory = Directory::load(&root().join("certs-test/directory.toml")).unwrap();
     let keys = Keys {
-        trust: TrustStore::new(certs("root-ca"), Vec::new()),
+        trust: trust.clone(),
+        directory: Some(Arc::new(directory)),
         ..Keys::default()
     };
     let sizes = [("20k", 20_000), ("200k", 200_000), ("5m", 5_000_000)];
@@ -93,6 +104,19 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // Path validation alone, as each acceptance pays it: links cached after the first
+    // package, validity, constraints and the CRL lookup on every call.
+    let mut g = c.benchmark_group("trust");
+    let chain = certs("agencies/000.00.00.G12/sign");
+    g.bench_function("validate_signer_with_crl", |b| {
+        b.iter(|| {
+            trust
+                .validate(&chain[0], &chain[1..], Purpose::Signer, false, now)
+                .unwrap()
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("c14n_exclusive_document");
