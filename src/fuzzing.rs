@@ -95,3 +95,67 @@ pub fn dsig_verify(data: &[u8]) {
         }
     }
 }
+
+/// Reads any input as a certificate and as a CRL (DER, or PEM when it looks like PEM) and
+/// checks, for any input:
+/// - a certificate that parses can be validated for every purpose, alone and as its own
+///   chain, against the committed test root and with the committed CRLs: no panic, and a
+///   trusted path starts with it and ends at the anchor;
+/// - a CRL that parses can be consulted about any certificate.
+pub fn x509(data: &[u8]) {
+    use std::sync::{Arc, OnceLock};
+
+    use crate::pki::{
+        Certificate, Crl, CrlSet, Purpose, RevocationPolicy, RevocationSource, TrustStore,
+    };
+
+    static TRUST: OnceLock<(TrustStore, Certificate)> = OnceLock::new();
+    let (trust, anchor) = TRUST.get_or_init(|| {
+        let root = include_bytes!("../certs-test/root-ca.pem");
+        let inter = include_bytes!("../certs-test/intermediate-ca.pem");
+        let crl = include_bytes!("../certs-test/crl/intermediate-ca-stale.crl");
+        let anchor = Certificate::from_pem(root).expect("test root")[0].clone();
+        let crls = CrlSet::new(vec![
+            Crl::from_der(crl.to_vec(), std::path::Path::new("stale.crl")).expect("test CRL"),
+        ]);
+        let store = TrustStore::new(
+            vec![anchor.clone()],
+            Certificate::from_pem(inter).expect("test intermediate"),
+        )
+        // Soft fail, so that paths through the stale CRL's issuer are still found.
+        .with_revocation(
+            Arc::new(crls),
+            RevocationPolicy {
+                hard_fail: false,
+                ..RevocationPolicy::default()
+            },
+        );
+        (store, anchor)
+    });
+    let now = jiff::Timestamp::from_second(1_780_000_000).expect("a 2026 time");
+    let certs = if data.starts_with(b"-----") {
+        Certificate::from_pem(data).unwrap_or_default()
+    } else {
+        Certificate::from_der(data.to_vec()).into_iter().collect()
+    };
+    for cert in &certs {
+        for purpose in [Purpose::Signer, Purpose::TlsClient, Purpose::TlsServer] {
+            for legacy in [false, true] {
+                for extra in [&[][..], &certs[..]] {
+                    if let Ok(path) = trust.validate(cert, extra, purpose, legacy, now) {
+                        assert_eq!(path.chain[0].der(), cert.der());
+                        let last = path.chain.last().expect("a path is never empty");
+                        assert_eq!(last.der(), anchor.der());
+                    }
+                }
+            }
+        }
+        let _ = (cert.legacy_features(), cert.san_uris(), cert.is_ca());
+    }
+    if let Ok(crl) = Crl::from_der(data.to_vec(), std::path::Path::new("fuzz.crl")) {
+        let set = CrlSet::new(vec![crl]);
+        for cert in certs.iter().chain([anchor]) {
+            let _ = set.status(cert, anchor, now, true);
+        }
+    }
+}

@@ -449,6 +449,7 @@ fn bad_signers_are_refused_through_a_signed_package() {
         ("bad/wrong-key-usage", "key-usage"),
         ("bad/critical-extension", "unknown-critical-extension"),
         ("bad/unknown-issuer", "untrusted-root"),
+        ("bad/rogue-root", "untrusted-root"),
         ("bad/rogue-signer", "untrusted-root"),
         ("bad/pathlen", "path-length-exceeded"),
         ("hub/tls", "extended-key-usage"),
@@ -483,11 +484,27 @@ fn bad_signers_are_refused_through_a_signed_package() {
             ));
         }
     }
-    // The good signer, for contrast.
+    // The good signer, for contrast; and the same package judged with only the stale CRL.
     let signed = sign(dir.path(), "good", &package, "agencies/000.00.00.G12/sign");
     let (exit, v) = truc_verify(&signed, &[]);
     if exit != Some(0) {
         failures.push(format!("good signer: exit {exit:?} {v}"));
+    }
+    let stale = path(STALE_CRL);
+    let anchor_only = truc(&[
+        "verify",
+        &signed,
+        "--json",
+        "--at",
+        AT,
+        "--trusted-pem",
+        &anchor,
+        "--crl",
+        &stale,
+    ]);
+    let (exit, v) = json_verdict(&anchor_only, "truc verify, stale CRL");
+    if exit != Some(3) || v["code"] != "revocation-unavailable" {
+        failures.push(format!("stale CRL: exit {exit:?} {v}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
