@@ -100,8 +100,9 @@ pub struct Certificate {
     pub not_after: Timestamp,
     /// SHA-256 of the DER encoding, hex.
     pub fingerprint: String,
-    pub(super) subject_raw: Vec<u8>,
-    pub(super) issuer_raw: Vec<u8>,
+    /// Subject and issuer in the comparison form of [`normalized_name`].
+    pub(super) subject_norm: String,
+    pub(super) issuer_norm: String,
     /// Serial bytes without leading zeros, as CRL entries are matched.
     pub(super) serial_raw: Vec<u8>,
     tbs: std::ops::Range<usize>,
@@ -145,8 +146,8 @@ impl Certificate {
             not_before: asn1_time(cert.validity().not_before)?,
             not_after: asn1_time(cert.validity().not_after)?,
             fingerprint: super::sha256_hex(&der),
-            subject_raw: cert.subject().as_raw().to_vec(),
-            issuer_raw: cert.issuer().as_raw().to_vec(),
+            subject_norm: normalized_name(cert.subject()),
+            issuer_norm: normalized_name(cert.issuer()),
             serial_raw: strip_zeros(cert.raw_serial()).to_vec(),
             tbs: tbs_start..tbs_start + tbs_raw.len(),
             signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
@@ -282,7 +283,7 @@ impl Certificate {
 
     /// Whether subject and issuer are the same name (a root, or a CA's key rollover).
     pub fn is_self_issued(&self) -> bool {
-        self.subject_raw == self.issuer_raw
+        self.subject_norm == self.issuer_norm
     }
 
     /// Values of the subject attribute with this dotted OID, in order.
@@ -333,7 +334,7 @@ impl Certificate {
     /// Whether `other` may have issued `self`: its subject is our issuer name and, when both
     /// carry key identifiers, they agree.
     pub(super) fn names_issuer(&self, other: &Certificate) -> bool {
-        self.issuer_raw == other.subject_raw
+        self.issuer_norm == other.subject_norm
             && match (&self.authority_key_id, &other.subject_key_id) {
                 (Some(a), Some(s)) => a == s,
                 _ => true,
@@ -450,6 +451,36 @@ impl fmt::Display for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.id().fmt(f)
     }
+}
+
+/// A distinguished name in a form where names that RFC 5280 §7.1 calls equal are equal
+/// strings: string values trimmed, inner whitespace collapsed and case folded, whatever the
+/// ASN.1 string type (PrintableString in one certificate, UTF8String in the other is common
+/// in the field); attributes of a multi-valued RDN sorted; every value length-prefixed so no
+/// two different names collide. Names only choose candidate issuers and CRLs: signatures
+/// decide.
+pub(super) fn normalized_name(name: &x509_parser::x509::X509Name<'_>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for rdn in name.iter() {
+        let mut attrs: Vec<String> = rdn
+            .iter()
+            .map(|a| {
+                let value = match a.as_str() {
+                    Ok(v) => v
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .to_lowercase(),
+                    Err(_) => format!("#{}", super::hex(a.attr_value().data.as_ref())),
+                };
+                format!("{}={}:{value}", a.attr_type().to_id_string(), value.len())
+            })
+            .collect();
+        attrs.sort();
+        let _ = write!(out, "{}:[{}]", attrs.len(), attrs.join("+"));
+    }
+    out
 }
 
 /// An x509-parser time as a timestamp.

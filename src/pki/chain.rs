@@ -4,7 +4,8 @@
 //! # What is checked
 //! - The end entity, before any path is built: validity at `now`, keyUsage and
 //!   extendedKeyUsage for the [`Purpose`], no unknown critical extension, no malformed one.
-//! - Every issuer candidate: its name is the child's issuer name and, when both carry them,
+//! - Every issuer candidate: its name is the child's issuer name (compared after RFC 5280
+//!   §7.1 normalisation, [`super::cert::normalized_name`]) and, when both carry them,
 //!   its subjectKeyIdentifier is the child's authorityKeyIdentifier; its signature over the
 //!   child verifies (RSA PKCS#1 v1.5 with SHA-256/384/512, ECDSA P-256/P-384; SHA-1 and MD5
 //!   only under the legacy policy); it is valid at `now`; it is a CA (basicConstraints, for
@@ -615,7 +616,7 @@ impl TrustStore {
                         .iter()
                         .chain(&self.intermediates)
                         .chain(s.extra)
-                        .any(|c| c.subject_raw == cur.issuer_raw),
+                        .any(|c| c.subject_norm == cur.issuer_norm),
                 }
             };
             s.best.record(depth, &cur, problem);

@@ -95,7 +95,7 @@ struct Entry {
 pub struct Crl {
     /// Issuer distinguished name.
     pub issuer: String,
-    issuer_raw: Vec<u8>,
+    issuer_norm: String,
     authority_key_id: Option<Vec<u8>>,
     /// thisUpdate.
     pub this_update: Timestamp,
@@ -186,7 +186,7 @@ impl Crl {
         let tbs_start = tbs_raw.as_ptr() as usize - der.as_ptr() as usize;
         let out = Crl {
             issuer: crl.issuer().to_string(),
-            issuer_raw: crl.issuer().as_raw().to_vec(),
+            issuer_norm: cert::normalized_name(crl.issuer()),
             authority_key_id,
             this_update: time(crl.last_update())?,
             next_update: crl.next_update().map(time).transpose()?,
@@ -236,7 +236,7 @@ impl Crl {
     /// Whether `issuer` could have issued this CRL (name, and key identifier when both
     /// carry one).
     fn names(&self, issuer: &Certificate) -> bool {
-        self.issuer_raw == issuer.subject_raw
+        self.issuer_norm == issuer.subject_norm
             && match (&self.authority_key_id, &issuer.subject_key_id) {
                 (Some(a), Some(s)) => a == s,
                 _ => true,
@@ -289,14 +289,14 @@ fn lower_first(s: &str) -> String {
 pub struct CrlSet {
     crls: Vec<Arc<Crl>>,
     /// Issuer names that have had a CRL since the store opened.
-    known_issuers: BTreeSet<Vec<u8>>,
+    known_issuers: BTreeSet<String>,
 }
 
 impl CrlSet {
     /// A set of these CRLs.
     pub fn new(crls: Vec<Crl>) -> Self {
         let crls: Vec<Arc<Crl>> = crls.into_iter().map(Arc::new).collect();
-        let known_issuers = crls.iter().map(|c| c.issuer_raw.clone()).collect();
+        let known_issuers = crls.iter().map(|c| c.issuer_norm.clone()).collect();
         CrlSet {
             crls,
             known_issuers,
@@ -324,7 +324,7 @@ impl RevocationSource for CrlSet {
             .filter(|c| c.names(issuer))
             .collect();
         if candidates.is_empty() {
-            return if self.known_issuers.contains(&issuer.subject_raw) {
+            return if self.known_issuers.contains(&issuer.subject_norm) {
                 Status::Unavailable(format!(
                     "the CRL of {:?} is missing (it was loaded earlier and is no longer)",
                     issuer.subject
@@ -438,7 +438,7 @@ impl CrlStore {
             }
         }
         let mut known_issuers = previous.known_issuers.clone();
-        known_issuers.extend(crls.iter().map(|c| c.issuer_raw.clone()));
+        known_issuers.extend(crls.iter().map(|c| c.issuer_norm.clone()));
         let report = ReloadReport {
             loaded: crls.len(),
             errors,

@@ -609,6 +609,43 @@ mod generated {
     }
 
     #[test]
+    fn issuer_names_match_across_string_types_case_and_spaces() {
+        use rcgen::DnValue;
+        use rcgen::string::PrintableString;
+        let r = root();
+        // The CA's subject is a UTF8String; the leaf names its issuer as a PrintableString
+        // in capitals with doubled spaces, as some issuing software does.
+        let issuing = r.issue(ca("Issuing CA"));
+        let mut as_printable = issuing.params.clone();
+        let mut dn = DistinguishedName::new();
+        let printable = PrintableString::try_from("  ISSUING   ca ").unwrap();
+        dn.push(DnType::CommonName, DnValue::PrintableString(printable));
+        as_printable.distinguished_name = dn;
+        let issuer = Issuer::from_params(&as_printable, &issuing.key);
+        let key = KeyPair::generate().unwrap();
+        let der = leaf("Signer")
+            .signed_by(&key, &issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        let signer = Certificate::from_der(der).unwrap();
+        assert_ne!(
+            signer.issuer, issuing.cert.subject,
+            "the names differ as strings"
+        );
+        let path = anchored(&r)
+            .validate(
+                &signer,
+                &[issuing.cert.clone()],
+                Purpose::Signer,
+                false,
+                now(),
+            )
+            .unwrap();
+        assert_eq!(path.chain[1].fingerprint, issuing.cert.fingerprint);
+    }
+
+    #[test]
     fn paths_are_bounded_in_depth() {
         let r = root();
         // MAX_DEPTH is 8 certificates: leaf, 6 CAs and the anchor fit; 7 CAs do not.
