@@ -472,7 +472,7 @@ pub(super) fn normalized_name(name: &x509_parser::x509::X509Name<'_>) -> String 
                         .collect::<Vec<_>>()
                         .join(" ")
                         .to_lowercase(),
-                    Err(_) => format!("#{}", super::hex(a.attr_value().data.as_ref())),
+                    Err(_) => format!("#{}", super::hex(a.attr_value().data)),
                 };
                 format!("{}={}:{value}", a.attr_type().to_id_string(), value.len())
             })

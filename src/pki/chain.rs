@@ -5,8 +5,8 @@
 //! - The end entity, before any path is built: validity at `now`, keyUsage and
 //!   extendedKeyUsage for the [`Purpose`], no unknown critical extension, no malformed one.
 //! - Every issuer candidate: its name is the child's issuer name (compared after RFC 5280
-//!   §7.1 normalisation, [`super::cert::normalized_name`]) and, when both carry them,
-//!   its subjectKeyIdentifier is the child's authorityKeyIdentifier; its signature over the
+//!   §7.1 normalisation: any string type, case and inner spaces folded) and, when both
+//!   carry them, its subjectKeyIdentifier is the child's authorityKeyIdentifier; its signature over the
 //!   child verifies (RSA PKCS#1 v1.5 with SHA-256/384/512, ECDSA P-256/P-384; SHA-1 and MD5
 //!   only under the legacy policy); it is valid at `now`; it is a CA (basicConstraints, for
 //!   anchors only when the extension is present) whose keyUsage, when present, has

@@ -636,7 +636,7 @@ mod generated {
         let path = anchored(&r)
             .validate(
                 &signer,
-                &[issuing.cert.clone()],
+                std::slice::from_ref(&issuing.cert),
                 Purpose::Signer,
                 false,
                 now(),
