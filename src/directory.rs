@@ -182,7 +182,6 @@ pub struct Agency {
     pub signers: Rule,
     /// Which TLS client certificates authenticate it.
     pub clients: Rule,
-    token_sha256: Option<String>,
 }
 
 /// The agency directory.
@@ -303,7 +302,6 @@ impl Directory {
                 name: a.name,
                 signers,
                 clients,
-                token_sha256,
             };
             if dir.agencies.insert(key.clone(), agency).is_some() {
                 return Err(DirectoryError(format!("agency {key} is listed twice")));
@@ -400,13 +398,6 @@ impl Directory {
     pub fn token_agency(&self, token: &str) -> Option<&Agency> {
         let hash = crate::pki::sha256_hex(token.as_bytes());
         self.tokens.get(&hash).and_then(|id| self.agencies.get(id))
-    }
-}
-
-impl Agency {
-    /// Whether this agency authenticates with a bearer token.
-    pub fn has_token(&self) -> bool {
-        self.token_sha256.is_some()
     }
 }
 

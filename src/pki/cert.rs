@@ -6,7 +6,6 @@
 //! certificate at all are an error here.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::Path;
 
 use jiff::Timestamp;
@@ -54,10 +53,6 @@ impl KeyUsage {
     /// keyEncipherment.
     pub fn key_encipherment(self) -> bool {
         self.0 & 4 != 0
-    }
-    /// keyAgreement.
-    pub fn key_agreement(self) -> bool {
-        self.0 & 16 != 0
     }
     /// keyCertSign.
     pub fn key_cert_sign(self) -> bool {
@@ -119,8 +114,6 @@ pub struct Certificate {
     pub(super) malformed: Option<String>,
     attributes: Vec<(String, String)>,
     san_uris: Vec<String>,
-    san_dns: Vec<String>,
-    san_ips: Vec<IpAddr>,
     key: Result<PublicKey, KeyError>,
 }
 
@@ -168,8 +161,6 @@ impl Certificate {
                 })
                 .collect(),
             san_uris: Vec::new(),
-            san_dns: Vec::new(),
-            san_ips: Vec::new(),
             key: PublicKey::from_spki(cert.public_key()),
             der: Vec::new(),
         };
@@ -219,15 +210,8 @@ impl Certificate {
                 }
                 ParsedExtension::SubjectAlternativeName(san) => {
                     for name in &san.general_names {
-                        match name {
-                            GeneralName::URI(u) => self.san_uris.push((*u).to_owned()),
-                            GeneralName::DNSName(d) => self.san_dns.push((*d).to_owned()),
-                            GeneralName::IPAddress(ip) => {
-                                if let Some(ip) = ip_address(ip) {
-                                    self.san_ips.push(ip);
-                                }
-                            }
-                            _ => {}
+                        if let GeneralName::URI(u) = name {
+                            self.san_uris.push((*u).to_owned());
                         }
                     }
                 }
@@ -297,16 +281,6 @@ impl Certificate {
     /// URIs in subjectAltName.
     pub fn san_uris(&self) -> &[String] {
         &self.san_uris
-    }
-
-    /// DNS names in subjectAltName.
-    pub fn san_dns_names(&self) -> &[String] {
-        &self.san_dns
-    }
-
-    /// IP addresses in subjectAltName.
-    pub fn san_ip_addresses(&self) -> &[IpAddr] {
-        &self.san_ips
     }
 
     /// Legacy features of this certificate on its own: a SHA-1 or MD5 signature, an RSA key
@@ -497,12 +471,4 @@ pub(super) fn is_pem(bytes: &[u8]) -> bool {
 pub(super) fn strip_zeros(serial: &[u8]) -> &[u8] {
     let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     &serial[start..]
-}
-
-fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
-        _ => None,
-    }
 }
