@@ -27,10 +27,12 @@
 
 pub mod cli;
 pub mod clock;
+pub mod deliver;
 pub mod directory;
 pub mod dsig;
 pub mod edxml;
 pub mod pki;
+pub mod store;
 pub mod telemetry;
 pub mod xml;
 

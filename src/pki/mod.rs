@@ -46,7 +46,14 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of `data`, lower-case hex (certificate fingerprints, token hashes).
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+    hex(&sha256(data))
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
 }
 
 /// Reads every certificate in the given files; a directory contributes each of its

@@ -1,0 +1,674 @@
+//! The store API, specified by tests that run against both implementations: sled with the
+//! segment log in a temporary directory, and the in-memory store.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_780_000_000 + s).unwrap()
+}
+
+/// A store under test, with a way to restart it.
+enum Harness {
+    Mem(MemStore),
+    Disk(Option<Store>, tempfile::TempDir, Options),
+}
+
+impl Harness {
+    fn mem() -> Self {
+        Harness::Mem(MemStore::memory())
+    }
+
+    fn disk() -> Self {
+        Self::disk_with(Options::default())
+    }
+
+    fn disk_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &options).unwrap();
+        Harness::Disk(Some(store), dir, options)
+    }
+
+    fn both() -> [Harness; 2] {
+        [Harness::mem(), Harness::disk()]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Harness::Mem(_) => "memory",
+            Harness::Disk(..) => "sled",
+        }
+    }
+
+    /// Closes and reopens a disk store (the memory store has nothing to reopen).
+    fn restart(&mut self) {
+        if let Harness::Disk(store, dir, options) = self {
+            if let Some(s) = store.take() {
+                drop(s);
+            }
+            *store = Some(Store::open(dir.path(), options).unwrap());
+        }
+    }
+}
+
+/// Both implementations behind one interface for the tests.
+macro_rules! with {
+    ($h:expr, |$s:ident| $body:expr) => {
+        match $h {
+            Harness::Mem($s) => $body,
+            Harness::Disk(Some($s), _, _) => $body,
+            Harness::Disk(None, _, _) => unreachable!(),
+        }
+    };
+}
+
+fn new(
+    sender: &str,
+    to: &[(&str, Mode)],
+    bytes: &[u8],
+    doc: Option<(&str, u8)>,
+    at: Timestamp,
+) -> NewMessage {
+    NewMessage {
+        kind: Kind::Edoc,
+        sender: sender.into(),
+        recipients: to
+            .iter()
+            .map(|(a, m)| Recipient {
+                agency: (*a).into(),
+                mode: *m,
+            })
+            .collect(),
+        document_id: doc.map(|d| d.0.to_owned()),
+        business_doc_type: doc.map(|d| d.1),
+        verdict: "valid".into(),
+        bytes: bytes.to_vec(),
+        received_at: at,
+    }
+}
+
+fn receipt(id: MessageId) -> Vec<u8> {
+    format!("<receipt id='{id}'/>").into_bytes()
+}
+
+const G12: &str = "000.00.00.G12";
+const H29: &str = "000.00.00.H29";
+const H41: &str = "000.00.00.H41";
+
+#[test]
+fn an_acceptance_stores_everything_and_is_idempotent() {
+    for h in Harness::both() {
+        let name = h.name();
+        with!(&h, |s| {
+            let m = new(
+                G12,
+                &[(H29, Mode::Push), (H41, Mode::Pull)],
+                b"<edXML>1</edXML>",
+                Some(("D1", 0)),
+                t(0),
+            );
+            let a = s.accept(m.clone(), &receipt).unwrap();
+            let Accepted::New { id, receipt: r } = a.clone() else {
+                panic!("{name}: {a:?}")
+            };
+            assert_eq!(r, receipt(id));
+            let msg = s.message(id).unwrap().unwrap();
+            assert_eq!(
+                (msg.sender.as_str(), msg.size, msg.purged),
+                (G12, 16, false)
+            );
+            assert_eq!(msg.recipients, vec![H29.to_owned(), H41.to_owned()]);
+            assert_eq!(s.body(id).unwrap().unwrap(), b"<edXML>1</edXML>");
+            let ds = s.deliveries(id).unwrap();
+            assert_eq!(ds.len(), 2);
+            assert!(ds.iter().all(|d| d.state == State::Queued), "{name}");
+            assert_eq!(
+                s.receipt(id, ACCEPTANCE_RECEIPT).unwrap().unwrap(),
+                receipt(id)
+            );
+            let events: Vec<String> = s.events(id).unwrap().into_iter().map(|e| e.what).collect();
+            assert_eq!(events, ["accepted", "queued", "queued"], "{name}");
+            // The same bytes again: the same message and receipt, nothing new.
+            let again = s.accept(m.clone(), &|_| b"other".to_vec()).unwrap();
+            assert_eq!(
+                again,
+                Accepted::Duplicate {
+                    id,
+                    receipt: receipt(id)
+                },
+                "{name}"
+            );
+            assert_eq!(
+                s.find_duplicate(G12, b"<edXML>1</edXML>")
+                    .unwrap()
+                    .unwrap()
+                    .id(),
+                id
+            );
+            // Another sender with the same bytes is another message.
+            let other = s
+                .accept(
+                    new(H29, &[(G12, Mode::Pull)], b"<edXML>1</edXML>", None, t(1)),
+                    &receipt,
+                )
+                .unwrap();
+            assert!(matches!(other, Accepted::New { .. }) && other.id() != id);
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_new_document_may_not_reuse_a_document_id() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let first = s
+                .accept(
+                    new(G12, &[(H29, Mode::Push)], b"a", Some(("D1", 0)), t(0)),
+                    &receipt,
+                )
+                .unwrap();
+            let e = s
+                .accept(
+                    new(G12, &[(H29, Mode::Push)], b"b", Some(("D1", 0)), t(1)),
+                    &receipt,
+                )
+                .unwrap_err();
+            assert!(
+                matches!(e, StoreError::Conflict { existing, .. } if existing == first.id()),
+                "{e}"
+            );
+            assert!(e.to_string().starts_with("duplicate-conflict"));
+            // Revoke, update and replace reuse it by design; another sender may use it too.
+            for (bytes, kind) in [(&b"c"[..], 1), (b"d", 2), (b"e", 3)] {
+                s.accept(
+                    new(G12, &[(H29, Mode::Push)], bytes, Some(("D1", kind)), t(2)),
+                    &receipt,
+                )
+                .unwrap();
+            }
+            s.accept(
+                new(H41, &[(H29, Mode::Push)], b"f", Some(("D1", 0)), t(3)),
+                &receipt,
+            )
+            .unwrap();
+            let page = s
+                .messages(
+                    &Filter {
+                        document_id: Some("D1".into()),
+                        sender: Some(G12.into()),
+                        ..Filter::default()
+                    },
+                    None,
+                    100,
+                )
+                .unwrap();
+            assert_eq!(page.messages.len(), 4);
+        });
+    }
+}
+
+#[test]
+fn claims_lease_and_expired_leases_come_back() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let id = s
+                .accept(
+                    new(
+                        G12,
+                        &[(H29, Mode::Push), (H41, Mode::Pull)],
+                        b"x",
+                        None,
+                        t(0),
+                    ),
+                    &receipt,
+                )
+                .unwrap()
+                .id();
+            let lease = Duration::from_secs(60);
+            let c = s.claim(t(0), lease, 10).unwrap();
+            assert_eq!(c.len(), 1, "only the push delivery");
+            assert_eq!(
+                (c[0].attempt, c[0].lease_until, c[0].recipient.as_str()),
+                (1, t(60), H29)
+            );
+            assert!(s.claim(t(30), lease, 10).unwrap().is_empty(), "leased");
+            // The worker died: after the lease the delivery is due again, attempt 2.
+            let again = s.claim(t(61), lease, 10).unwrap();
+            assert_eq!((again[0].delivery, again[0].attempt), (c[0].delivery, 2));
+            // The first worker's late answer is refused; the second's is taken.
+            let e = s.delivered(c[0].delivery, 1, t(62)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    StoreError::InvalidTransition {
+                        state: StateName::InFlight,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            let d = s.delivered(c[0].delivery, 2, t(62)).unwrap();
+            assert_eq!(d.state, State::Delivered { at: t(62) });
+            assert!(s.delivered(c[0].delivery, 2, t(63)).is_err(), "terminal");
+            let events: Vec<String> = s
+                .events(id)
+                .unwrap()
+                .iter()
+                .filter(|e| e.delivery == Some(0))
+                .map(|e| e.what.clone())
+                .collect();
+            assert_eq!(events, ["queued", "claimed", "claimed", "delivered"]);
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
+fn failures_retry_then_die_and_operators_can_requeue() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            s.accept(new(G12, &[(H29, Mode::Push)], b"x", None, t(0)), &receipt)
+                .unwrap();
+            let lease = Duration::from_secs(60);
+            let c = s.claim(t(0), lease, 1).unwrap().remove(0);
+            let d = s.failed(c.delivery, 1, "503", Some(t(40)), t(1)).unwrap();
+            assert_eq!(d.state.name(), StateName::Retrying);
+            assert!(s.claim(t(39), lease, 1).unwrap().is_empty(), "not yet due");
+            let c = s.claim(t(40), lease, 1).unwrap().remove(0);
+            assert_eq!(c.attempt, 2);
+            let d = s.failed(c.delivery, 2, "timeout", None, t(41)).unwrap();
+            assert_eq!(
+                d.state,
+                State::Dead {
+                    at: t(41),
+                    reason: "timeout".into()
+                }
+            );
+            assert!(
+                s.claim(t(10_000), lease, 1).unwrap().is_empty(),
+                "dead is not due"
+            );
+            let q = s.requeue(c.delivery, t(50)).unwrap();
+            assert_eq!(
+                (q.state.clone(), q.attempts, q.since),
+                (State::Queued, 0, t(50))
+            );
+            assert_eq!(s.claim(t(50), lease, 1).unwrap()[0].attempt, 1);
+            // retry-now makes a retrying delivery due at once.
+            s.failed(c.delivery, 1, "503", Some(t(5_000)), t(51))
+                .unwrap();
+            s.retry_now(c.delivery, t(52)).unwrap();
+            assert_eq!(s.claim(t(52), lease, 1).unwrap().len(), 1);
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
+fn pull_inboxes_are_acknowledged_or_refused() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let a = s
+                .accept(new(G12, &[(H29, Mode::Pull)], b"a", None, t(0)), &receipt)
+                .unwrap()
+                .id();
+            let b = s
+                .accept(
+                    new(
+                        H41,
+                        &[(H29, Mode::Pull), (G12, Mode::Pull)],
+                        b"b",
+                        None,
+                        t(1),
+                    ),
+                    &receipt,
+                )
+                .unwrap()
+                .id();
+            let inbox = s.inbox(H29, None, 10).unwrap();
+            assert_eq!(
+                inbox.iter().map(|d| d.id.message).collect::<Vec<_>>(),
+                vec![a, b]
+            );
+            let page = s.inbox(H29, Some(inbox[0].id), 10).unwrap();
+            assert_eq!(page.len(), 1);
+            s.ack(inbox[0].id, t(5)).unwrap();
+            s.refuse(inbox[1].id, "not ours", t(6)).unwrap();
+            assert!(s.inbox(H29, None, 10).unwrap().is_empty());
+            assert!(s.ack(inbox[0].id, t(7)).is_err(), "twice");
+            assert_eq!(s.inbox(G12, None, 10).unwrap().len(), 1);
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
+fn cancel_stops_what_is_not_delivered() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let id = s
+                .accept(
+                    new(
+                        G12,
+                        &[(H29, Mode::Push), (H41, Mode::Push), (G12, Mode::Pull)],
+                        b"x",
+                        None,
+                        t(0),
+                    ),
+                    &receipt,
+                )
+                .unwrap()
+                .id();
+            let c = s.claim(t(0), Duration::from_secs(60), 1).unwrap().remove(0);
+            s.delivered(c.delivery, 1, t(1)).unwrap();
+            assert_eq!(s.cancel(id, "revoked by sender", t(2)).unwrap(), 2);
+            let states: Vec<StateName> = s
+                .deliveries(id)
+                .unwrap()
+                .iter()
+                .map(|d| d.state.name())
+                .collect();
+            assert_eq!(
+                states,
+                [
+                    StateName::Delivered,
+                    StateName::Cancelled,
+                    StateName::Cancelled
+                ]
+            );
+            assert!(
+                s.claim(t(100), Duration::from_secs(60), 10)
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(s.inbox(G12, None, 10).unwrap().is_empty());
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
+fn retention_purges_bytes_and_keeps_the_record() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let done = s
+                .accept(
+                    new(G12, &[(H29, Mode::Pull)], b"done", None, t(0)),
+                    &receipt,
+                )
+                .unwrap()
+                .id();
+            let open = s
+                .accept(
+                    new(G12, &[(H29, Mode::Pull)], b"open", None, t(0)),
+                    &receipt,
+                )
+                .unwrap()
+                .id();
+            let d = s.inbox(H29, None, 1).unwrap().remove(0);
+            s.ack(d.id, t(10)).unwrap();
+            let day = Duration::from_secs(86_400);
+            assert_eq!(s.purge(t(100), day).unwrap(), 0, "too recent");
+            assert_eq!(s.purge(t(10 + 86_400), day).unwrap(), 1);
+            assert_eq!(s.body(done).unwrap(), None);
+            assert!(s.message(done).unwrap().unwrap().purged);
+            assert_eq!(
+                s.receipt(done, ACCEPTANCE_RECEIPT).unwrap().unwrap(),
+                receipt(done)
+            );
+            assert_eq!(s.events(done).unwrap().last().unwrap().what, "purged");
+            assert_eq!(s.body(open).unwrap().unwrap(), b"open");
+            assert_eq!(s.purge(t(10 + 86_400), day).unwrap(), 0, "once");
+        });
+    }
+}
+
+#[test]
+fn queue_figures_and_listings() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            for i in 0..5 {
+                s.accept(
+                    new(
+                        G12,
+                        &[(H29, Mode::Push), (H41, Mode::Pull)],
+                        format!("m{i}").as_bytes(),
+                        Some((&format!("D{i}"), 0)),
+                        t(i),
+                    ),
+                    &receipt,
+                )
+                .unwrap();
+            }
+            let c = s.claim(t(10), Duration::from_secs(60), 2).unwrap();
+            s.failed(c[0].delivery, 1, "503", Some(t(100)), t(11))
+                .unwrap();
+            let q = s.queues().unwrap();
+            let h29 = q.iter().find(|q| q.recipient == H29).unwrap();
+            assert_eq!(h29.counts.get("queued"), Some(&3));
+            assert_eq!(h29.counts.get("in-flight"), Some(&1));
+            assert_eq!(h29.counts.get("retrying"), Some(&1));
+            assert_eq!(h29.oldest_pending, Some(t(0)));
+            assert_eq!(h29.next_due, Some(t(2)), "the oldest queued one");
+            let h41 = q.iter().find(|q| q.recipient == H41).unwrap();
+            assert_eq!(h41.counts.get("queued"), Some(&5));
+            assert_eq!(h41.next_due, None, "pull deliveries are never due");
+            // Listings: pagination and filters.
+            let all = Filter::default();
+            let p1 = s.messages(&all, None, 2).unwrap();
+            assert_eq!(p1.messages.len(), 2);
+            let p2 = s.messages(&all, p1.next, 2).unwrap();
+            let p3 = s.messages(&all, p2.next, 2).unwrap();
+            assert_eq!((p3.messages.len(), p3.next), (1, None));
+            let retrying = Filter {
+                state: Some(StateName::Retrying),
+                ..Filter::default()
+            };
+            assert_eq!(s.messages(&retrying, None, 10).unwrap().messages.len(), 1);
+            let window = Filter {
+                since: Some(t(1)),
+                until: Some(t(3)),
+                ..Filter::default()
+            };
+            assert_eq!(s.messages(&window, None, 10).unwrap().messages.len(), 2);
+        });
+    }
+}
+
+#[test]
+fn a_restart_keeps_everything() {
+    let mut h = Harness::disk();
+    let (a, claim) = with!(&h, |s| {
+        let a = s
+            .accept(
+                new(
+                    G12,
+                    &[(H29, Mode::Push), (H41, Mode::Pull)],
+                    b"x",
+                    None,
+                    t(0),
+                ),
+                &receipt,
+            )
+            .unwrap()
+            .id();
+        let c = s.claim(t(0), Duration::from_secs(60), 1).unwrap().remove(0);
+        (a, c)
+    });
+    h.restart();
+    with!(&h, |s| {
+        assert_eq!(s.body(a).unwrap().unwrap(), b"x");
+        assert_eq!(
+            s.delivery(claim.delivery).unwrap().unwrap().state,
+            State::InFlight { lease_until: t(60) }
+        );
+        // Ids continue after the last one.
+        let b = s
+            .accept(new(G12, &[(H29, Mode::Push)], b"y", None, t(1)), &receipt)
+            .unwrap()
+            .id();
+        assert!(b > a);
+        s.check_indexes().unwrap();
+    });
+}
+
+/// The log is the source of truth: with the whole map lost, every acceptance comes back from
+/// the log, with the same ids, receipts and bytes.
+#[test]
+fn the_map_is_rebuilt_from_the_log() {
+    let mut h = Harness::disk();
+    let ids: Vec<MessageId> = with!(&h, |s| {
+        (0..20)
+            .map(|i| {
+                s.accept(
+                    new(
+                        G12,
+                        &[(H29, Mode::Push)],
+                        format!("p{i}").as_bytes(),
+                        None,
+                        t(i),
+                    ),
+                    &receipt,
+                )
+                .unwrap()
+                .id()
+            })
+            .collect()
+    });
+    if let Harness::Disk(store, dir, _) = &mut h {
+        drop(store.take());
+        std::fs::remove_dir_all(dir.path().join("map")).unwrap();
+    }
+    h.restart();
+    with!(&h, |s| {
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(s.body(*id).unwrap().unwrap(), format!("p{i}").as_bytes());
+            assert_eq!(
+                s.receipt(*id, ACCEPTANCE_RECEIPT).unwrap().unwrap(),
+                receipt(*id)
+            );
+            assert_eq!(s.deliveries(*id).unwrap()[0].state, State::Queued);
+        }
+        let dup = s
+            .accept(new(G12, &[(H29, Mode::Push)], b"p3", None, t(99)), &receipt)
+            .unwrap();
+        assert_eq!(dup.id(), ids[3]);
+        s.check_indexes().unwrap();
+    });
+}
+
+/// A torn record at the end of the log (a crash during a write, never acknowledged) is cut
+/// off on open; what came before is intact and appending goes on.
+#[test]
+fn a_torn_tail_is_truncated() {
+    let mut h = Harness::disk();
+    let a = with!(&h, |s| s
+        .accept(
+            new(G12, &[(H29, Mode::Push)], b"whole", None, t(0)),
+            &receipt
+        )
+        .unwrap()
+        .id());
+    if let Harness::Disk(store, dir, _) = &mut h {
+        drop(store.take());
+        std::fs::remove_dir_all(dir.path().join("map")).unwrap();
+        let seg = std::fs::read_dir(dir.path().join("log"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        std::io::Write::write_all(&mut f, b"TRC1\0\0\0\x10partial").unwrap();
+    }
+    h.restart();
+    with!(&h, |s| {
+        assert_eq!(s.body(a).unwrap().unwrap(), b"whole");
+        let b = s
+            .accept(
+                new(G12, &[(H29, Mode::Push)], b"next", None, t(1)),
+                &receipt,
+            )
+            .unwrap()
+            .id();
+        assert_eq!(s.body(b).unwrap().unwrap(), b"next");
+    });
+    h.restart();
+    with!(&h, |s| assert_eq!(
+        s.messages(&Filter::default(), None, 10)
+            .unwrap()
+            .messages
+            .len(),
+        2
+    ));
+}
+
+#[test]
+fn segments_rotate_and_purged_ones_are_deleted() {
+    let h = Harness::disk_with(Options { max_segment: 4096 });
+    let Harness::Disk(Some(s), dir, _) = &h else {
+        unreachable!()
+    };
+    let body = vec![b'x'; 3000];
+    let mut ids = Vec::new();
+    for i in 0..6u8 {
+        let mut b = body.clone();
+        b[0] = i;
+        ids.push(
+            s.accept(new(G12, &[(H29, Mode::Pull)], &b, None, t(0)), &receipt)
+                .unwrap()
+                .id(),
+        );
+    }
+    let segments = || std::fs::read_dir(dir.path().join("log")).unwrap().count();
+    assert_eq!(segments(), 6, "one 3 KB package per 4 KB segment");
+    for d in s.inbox(H29, None, 3).unwrap() {
+        s.ack(d.id, t(1)).unwrap();
+    }
+    s.purge(t(100), Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        segments(),
+        3,
+        "the three purged packages' segments are gone"
+    );
+    assert_eq!(s.body(ids[5]).unwrap().unwrap()[0], 5);
+}
+
+#[test]
+fn concurrent_acceptances_share_syncs() {
+    let h = Harness::disk();
+    let Harness::Disk(Some(s), ..) = &h else {
+        unreachable!()
+    };
+    std::thread::scope(|scope| {
+        for th in 0..16 {
+            scope.spawn(move || {
+                for i in 0..20 {
+                    let bytes = format!("{th}-{i}");
+                    s.accept(
+                        new(G12, &[(H29, Mode::Push)], bytes.as_bytes(), None, t(0)),
+                        &receipt,
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let (batches, accepted) = s.commit_stats();
+    assert_eq!(accepted, 320);
+    assert!(
+        batches < accepted,
+        "{batches} batches for {accepted} acceptances: no grouping"
+    );
+    assert_eq!(
+        s.messages(&Filter::default(), None, 1000)
+            .unwrap()
+            .messages
+            .len(),
+        320
+    );
+}

@@ -1,0 +1,238 @@
+//! Key encodings (see the layout in the module docs of `store`). Integers are big-endian so
+//! that byte order is numeric order; agency ids never contain a zero byte, which therefore
+//! ends them.
+
+use super::model::{DeliveryId, MessageId, StateName};
+
+/// Message record.
+pub const MESSAGE: u8 = b'm';
+/// Delivery record.
+pub const DELIVERY: u8 = b'd';
+/// Event log.
+pub const EVENT: u8 = b'e';
+/// Receipts.
+pub const RECEIPT: u8 = b'r';
+/// Due queue of push deliveries.
+pub const DUE: u8 = b'q';
+/// Inboxes of pull deliveries.
+pub const INBOX: u8 = b'i';
+/// Deliveries by recipient and state.
+pub const BY_STATE: u8 = b's';
+/// Messages by arrival.
+pub const BY_TIME: u8 = b't';
+/// Idempotency: sender and digest.
+pub const IDEMPOTENCY: u8 = b'h';
+/// Messages by sender and DocumentId.
+pub const DOCUMENT: u8 = b'k';
+/// Bodies by digest.
+pub const BODY: u8 = b'b';
+/// The applied-log watermark.
+pub const WATERMARK: &[u8] = b"w";
+
+/// `m ‖ id`
+pub fn message(id: MessageId) -> Vec<u8> {
+    let mut k = vec![MESSAGE];
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// `d ‖ id ‖ idx`
+pub fn delivery(id: DeliveryId) -> Vec<u8> {
+    let mut k = vec![DELIVERY];
+    k.extend_from_slice(&id.message.0.to_be_bytes());
+    k.extend_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+/// `d ‖ id`: every delivery of a message.
+pub fn deliveries_of(id: MessageId) -> Vec<u8> {
+    message_prefix(DELIVERY, id)
+}
+
+/// `e ‖ id ‖ seq`
+pub fn event(id: MessageId, seq: u32) -> Vec<u8> {
+    let mut k = message_prefix(EVENT, id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `e ‖ id`: a message's events.
+pub fn events_of(id: MessageId) -> Vec<u8> {
+    message_prefix(EVENT, id)
+}
+
+/// `r ‖ id ‖ kind`
+pub fn receipt(id: MessageId, kind: u8) -> Vec<u8> {
+    let mut k = message_prefix(RECEIPT, id);
+    k.push(kind);
+    k
+}
+
+fn message_prefix(tag: u8, id: MessageId) -> Vec<u8> {
+    let mut k = vec![tag];
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// `q ‖ due_ms ‖ id ‖ idx`
+pub fn due(due_ms: u64, id: DeliveryId) -> Vec<u8> {
+    let mut k = vec![DUE];
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(&id.message.0.to_be_bytes());
+    k.extend_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+/// The delivery of a `q` key.
+pub fn parse_due(key: &[u8]) -> Option<(u64, DeliveryId)> {
+    if key.len() != 19 || key[0] != DUE {
+        return None;
+    }
+    let due = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    Some((due, delivery_at(&key[9..19])?))
+}
+
+/// `i ‖ recipient ‖ 0 ‖ id ‖ idx`
+pub fn inbox(recipient: &str, id: DeliveryId) -> Vec<u8> {
+    let mut k = inbox_of(recipient);
+    push_delivery(&mut k, id);
+    k
+}
+
+/// `i ‖ recipient ‖ 0`
+pub fn inbox_of(recipient: &str) -> Vec<u8> {
+    agency_prefix(INBOX, recipient)
+}
+
+/// `s ‖ recipient ‖ 0 ‖ state ‖ id ‖ idx`
+pub fn by_state(recipient: &str, state: StateName, id: DeliveryId) -> Vec<u8> {
+    let mut k = by_state_of(recipient, state);
+    push_delivery(&mut k, id);
+    k
+}
+
+/// `s ‖ recipient ‖ 0 ‖ state`
+pub fn by_state_of(recipient: &str, state: StateName) -> Vec<u8> {
+    let mut k = agency_prefix(BY_STATE, recipient);
+    k.push(state as u8);
+    k
+}
+
+/// `t ‖ received_ms ‖ id`
+pub fn by_time(received_ms: u64, id: MessageId) -> Vec<u8> {
+    let mut k = vec![BY_TIME];
+    k.extend_from_slice(&received_ms.to_be_bytes());
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// `h ‖ sender ‖ 0 ‖ digest`
+pub fn idempotency(sender: &str, digest: &[u8; 32]) -> Vec<u8> {
+    let mut k = agency_prefix(IDEMPOTENCY, sender);
+    k.extend_from_slice(digest);
+    k
+}
+
+/// `k ‖ sender ‖ 0 ‖ document id ‖ 0`
+pub fn document_of(sender: &str, document_id: &str) -> Vec<u8> {
+    let mut k = agency_prefix(DOCUMENT, sender);
+    k.extend_from_slice(document_id.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `k ‖ sender ‖ 0 ‖ document id ‖ 0 ‖ id`
+pub fn document(sender: &str, document_id: &str, id: MessageId) -> Vec<u8> {
+    let mut k = document_of(sender, document_id);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// `b ‖ digest`
+pub fn body(digest: &[u8; 32]) -> Vec<u8> {
+    let mut k = vec![BODY];
+    k.extend_from_slice(digest);
+    k
+}
+
+fn agency_prefix(tag: u8, agency: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.len() + 32);
+    k.push(tag);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    k
+}
+
+fn push_delivery(k: &mut Vec<u8>, id: DeliveryId) {
+    k.extend_from_slice(&id.message.0.to_be_bytes());
+    k.extend_from_slice(&id.index.to_be_bytes());
+}
+
+/// The delivery id in the last 10 bytes of a key.
+pub fn trailing_delivery(key: &[u8]) -> Option<DeliveryId> {
+    key.len()
+        .checked_sub(10)
+        .and_then(|start| delivery_at(&key[start..]))
+}
+
+/// The message id in the last 8 bytes of a key.
+pub fn trailing_message(key: &[u8]) -> Option<MessageId> {
+    let start = key.len().checked_sub(8)?;
+    Some(MessageId(u64::from_be_bytes(key[start..].try_into().ok()?)))
+}
+
+fn delivery_at(b: &[u8]) -> Option<DeliveryId> {
+    Some(DeliveryId {
+        message: MessageId(u64::from_be_bytes(b.get(0..8)?.try_into().ok()?)),
+        index: u16::from_be_bytes(b.get(8..10)?.try_into().ok()?),
+    })
+}
+
+/// The smallest key after every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_keys_sort_by_time_then_delivery() {
+        let a = DeliveryId {
+            message: MessageId(9),
+            index: 0,
+        };
+        let b = DeliveryId {
+            message: MessageId(1),
+            index: 3,
+        };
+        assert!(due(1_000, a) < due(2_000, b));
+        assert!(due(1_000, b) < due(1_000, a));
+        assert_eq!(parse_due(&due(77, a)), Some((77, a)));
+        assert_eq!(trailing_delivery(&inbox("000.00.00.H29", b)), Some(b));
+    }
+
+    #[test]
+    fn agency_prefixes_do_not_overlap() {
+        // "G1" is a prefix of "G12" as a string, not as a key prefix.
+        let short = inbox_of("000.00.00.G1");
+        let long = inbox(
+            "000.00.00.G12",
+            DeliveryId {
+                message: MessageId(1),
+                index: 0,
+            },
+        );
+        assert!(!long.starts_with(&short));
+        assert!(prefix_end(&short) > short);
+        assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
+    }
+}

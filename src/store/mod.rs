@@ -1,0 +1,88 @@
+//! The store-and-forward engine: messages, per-recipient deliveries, receipts and events,
+//! durable before acknowledgement. The only module that touches sled.
+//!
+//! # Architecture
+//! ```text
+//!             accept()                       claim() / complete() / fail() / ack() / ...
+//!                │                                        │
+//!   ┌────────────▼─────────────┐              ┌───────────▼────────────┐
+//!   │ committer thread          │  apply       │ Engine (one writer lock) │
+//!   │ log.rs: append records,   ├─────────────►│ kv.rs: one ordered map,  │
+//!   │ fdatasync once per batch  │  in order    │ atomic batches           │
+//!   └───────────────────────────┘              └──────────────────────────┘
+//!    segment files log/*.seg                     sled 0.34 (or memory)
+//! ```
+//! - `log`: append-only segment files of ours. One record per acceptance carries the
+//!   package bytes **and** everything needed to recreate the acceptance (message, recipients,
+//!   receipt). This is the write-ahead log and the body store at once.
+//! - `kv`: an ordered key-value map with atomic batches: sled 0.34 on disk
+//!   ([`kv::SledKv`]), or a `BTreeMap` ([`kv::MemKv`]) for the in-memory store the same test
+//!   suite runs against. Metadata, indexes, queues, receipts and events live here.
+//! - `engine`: every operation, over a `Kv` and a `Log`, behind one writer lock so each read-
+//!   check-write is a compare-and-swap.
+//!
+//! # The durability contract
+//! `accept` returns only after the **`fdatasync(2)` of the segment file holding the
+//! acceptance record has returned** (`log.rs`, `Segment::sync`, which calls
+//! `File::sync_data`). That one syscall makes the acceptance durable: the record holds the
+//! package and its whole acceptance, and on open every record after the applied watermark is
+//! replayed into the map (`Engine::recover`). sled's own `flush()` is not relied on for
+//! acceptances: in 0.34 it issues `sync_file_range` without fsync and never syncs blob files
+//! (see `../shared/LIMITS.md` §4); its background flush (every 500 ms) and the explicit
+//! [`Engine::sync`] (sled `flush` then `fdatasync` of its `db` file) only bound how much
+//! replay is needed.
+//!
+//! State changes after acceptance (claims, outcomes, acknowledgements, cancellations) are
+//! atomic sled batches, durable at the next flush. A crash can undo the last of them (≤ the
+//! flush interval): a delivery is then attempted or offered again. Delivery is therefore
+//! at-least-once, with a stable delivery id (`<message id>-<recipient index>`) receivers use to
+//! deduplicate.
+//!
+//! Group commit: acceptances queue for the committer thread, which writes every waiting
+//! record, syncs once, applies them in log order and answers them all. A batch closes when the
+//! previous sync returns, so a lone acceptance waits for one sync and throughput grows with
+//! the number of concurrent submitters.
+//!
+//! # Map layout (one sled tree; the first byte names the index; integers big-endian)
+//! ```text
+//! m ‖ id:u64                                  → Message
+//! d ‖ id:u64 ‖ idx:u16                        → Delivery
+//! e ‖ id:u64 ‖ seq:u32                        → Event          (append-only)
+//! r ‖ id:u64 ‖ kind:u8                        → receipt bytes   (0 = acceptance)
+//! q ‖ due_ms:u64 ‖ id:u64 ‖ idx:u16           → ()  push deliveries waiting or leased:
+//!                                                   due = next attempt, or lease expiry
+//! i ‖ recipient ‖ 0 ‖ id:u64 ‖ idx:u16        → ()  pull deliveries waiting in an inbox
+//! s ‖ recipient ‖ 0 ‖ state:u8 ‖ id ‖ idx     → ()  every delivery, by recipient and state
+//! t ‖ received_ms:u64 ‖ id:u64                → ()  messages by arrival
+//! h ‖ sender ‖ 0 ‖ sha256:32                  → id  idempotency (same sender, same bytes)
+//! k ‖ sender ‖ 0 ‖ document id ‖ 0 ‖ id:u64   → ()  messages by DocumentId
+//! b ‖ sha256:32                               → Body {segment, offset, len, purged}
+//! w                                           → Watermark {segment, offset}: log applied up to
+//! ```
+//! Because `q` sorts by due time, "what is due now" is a range scan from the start to now;
+//! a leased delivery sits at its lease expiry, so a crashed worker's delivery becomes due again
+//! by itself. Values are JSON behind a one-byte format version ([`codec`]).
+//!
+//! # Invariants (checked by the model-based tests after every step)
+//! 1. Every message has exactly one delivery per recipient, and every delivery exactly one
+//!    `s` entry, matching its state.
+//! 2. A push delivery has a `q` entry iff it is queued, retrying or in flight, at its due time
+//!    (next attempt or lease expiry); a pull delivery has an `i` entry iff it is queued.
+//! 3. Terminal states (delivered, rejected, dead, cancelled) never change again, except
+//!    dead → queued by an explicit requeue.
+//! 4. Every transition is one atomic batch that also appends an event; events are never
+//!    rewritten.
+//! 5. One message per (sender, package SHA-256); one body per SHA-256; a new document
+//!    (BussinessDocType 0) per (sender, DocumentId) unless the bytes are identical.
+//! 6. Nothing acknowledged is lost: every acceptance `accept` returned is in the log before
+//!    the return and in the map after any restart.
+
+pub mod codec;
+pub mod engine;
+pub mod keys;
+pub mod kv;
+pub mod log;
+pub mod model;
+
+pub use engine::{ACCEPTANCE_RECEIPT, Engine, MemStore, Options, Store};
+pub use model::*;
