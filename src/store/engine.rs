@@ -828,6 +828,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
         self.inner.kv.sync()
+        // Drop then syncs again, which is cheap with nothing to flush.
     }
 
     fn stop(&mut self) {
@@ -843,8 +844,12 @@ impl<K: Kv, L: Log> Engine<K, L> {
 }
 
 impl<K: Kv, L: Log> Drop for Engine<K, L> {
+    /// A graceful stop: waiting acceptances are committed and the map is synced.
     fn drop(&mut self) {
         self.stop();
+        if let Err(e) = self.inner.kv.sync() {
+            tracing::error!(error = %e, "store: final sync failed; the log will be replayed");
+        }
     }
 }
 

@@ -672,3 +672,264 @@ fn concurrent_acceptances_share_syncs() {
         320
     );
 }
+
+/// Model-based: random sequences of operations against a reference model of the delivery
+/// state machine, on both implementations; after every step each delivery's state and
+/// attempt count match the model and the indexes are consistent.
+mod model {
+    use std::collections::{BTreeMap, HashMap};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const AGENCIES: [&str; 4] = [G12, H29, H41, "000.00.00.G22"];
+    const LEASE: u64 = 60;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Accept {
+            sender: usize,
+            body: u8,
+            to: Vec<(usize, bool)>,
+            doc: Option<(u8, u8)>,
+        },
+        Claim(usize),
+        Deliver(usize),
+        Fail(usize, bool),
+        Ack(usize),
+        Cancel(usize),
+        Advance(u16),
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 0..6u8, proptest::collection::vec((0..4usize, any::<bool>()), 1..3),
+                  proptest::option::of((0..3u8, 0..2u8)))
+                .prop_map(|(sender, body, to, doc)| Op::Accept { sender, body, to, doc }),
+            3 => (1..4usize).prop_map(Op::Claim),
+            2 => any::<usize>().prop_map(Op::Deliver),
+            2 => (any::<usize>(), any::<bool>()).prop_map(|(p, r)| Op::Fail(p, r)),
+            2 => any::<usize>().prop_map(Op::Ack),
+            1 => any::<usize>().prop_map(Op::Cancel),
+            2 => (1..200u16).prop_map(Op::Advance),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum M {
+        Queued(Timestamp),
+        InFlight(Timestamp),
+        Retrying(Timestamp),
+        Done(StateName),
+    }
+
+    #[derive(Clone, Debug)]
+    struct MD {
+        pull: bool,
+        state: M,
+        attempts: u32,
+    }
+
+    #[derive(Default)]
+    struct Model {
+        now: i64,
+        seen: HashMap<(usize, u8), MessageId>,
+        docs: HashMap<(usize, u8), u8>,
+        messages: Vec<MessageId>,
+        deliveries: BTreeMap<DeliveryId, MD>,
+    }
+
+    impl Model {
+        fn due(&self) -> Vec<DeliveryId> {
+            let now = t(self.now);
+            let mut due: Vec<(u64, DeliveryId)> = self
+                .deliveries
+                .iter()
+                .filter(|(_, d)| !d.pull)
+                .filter_map(|(id, d)| match d.state {
+                    M::Queued(at) | M::InFlight(at) | M::Retrying(at) if at <= now => {
+                        Some((ms(at), *id))
+                    }
+                    _ => None,
+                })
+                .collect();
+            due.sort();
+            due.into_iter().map(|(_, id)| id).collect()
+        }
+
+        fn pick(&self, n: usize, f: impl Fn(&MD) -> bool) -> Option<(DeliveryId, MD)> {
+            let c: Vec<_> = self.deliveries.iter().filter(|(_, d)| f(d)).collect();
+            (!c.is_empty()).then(|| {
+                let (id, d) = c[n % c.len()];
+                (*id, d.clone())
+            })
+        }
+    }
+
+    fn name(m: &M) -> StateName {
+        match m {
+            M::Queued(_) => StateName::Queued,
+            M::InFlight(_) => StateName::InFlight,
+            M::Retrying(_) => StateName::Retrying,
+            M::Done(n) => *n,
+        }
+    }
+
+    fn run(h: &mut Harness, ops: &[Op]) -> Result<(), TestCaseError> {
+        let mut m = Model::default();
+        for op in ops {
+            let now = t(m.now);
+            match op.clone() {
+                Op::Accept {
+                    sender,
+                    body,
+                    mut to,
+                    doc,
+                } => {
+                    to.sort();
+                    to.dedup_by_key(|(a, _)| *a);
+                    let recipients: Vec<(&str, Mode)> = to
+                        .iter()
+                        .map(|(a, pull)| {
+                            (AGENCIES[*a], if *pull { Mode::Pull } else { Mode::Push })
+                        })
+                        .collect();
+                    let doc_id = doc.map(|(d, ty)| (format!("D{d}"), ty));
+                    let msg = new(
+                        AGENCIES[sender],
+                        &recipients,
+                        format!("body {body}").as_bytes(),
+                        doc_id.as_ref().map(|(d, ty)| (d.as_str(), *ty)),
+                        now,
+                    );
+                    let r = with!(&*h, |s| s.accept(msg, &receipt));
+                    if let Some(id) = m.seen.get(&(sender, body)) {
+                        prop_assert_eq!(r.unwrap().id(), *id);
+                        continue;
+                    }
+                    let conflict = doc.and_then(|(d, ty)| {
+                        (ty == 0)
+                            .then(|| m.docs.get(&(sender, d)).filter(|b| **b != body))
+                            .flatten()
+                    });
+                    if conflict.is_some() {
+                        prop_assert!(matches!(r, Err(StoreError::Conflict { .. })), "{:?}", r);
+                        continue;
+                    }
+                    let id = r.unwrap().id();
+                    prop_assert!(m.messages.last().is_none_or(|last| id > *last));
+                    m.seen.insert((sender, body), id);
+                    if let Some((d, _)) = doc {
+                        m.docs.entry((sender, d)).or_insert(body);
+                    }
+                    m.messages.push(id);
+                    for (i, (_, pull)) in to.iter().enumerate() {
+                        let did = DeliveryId {
+                            message: id,
+                            index: i as u16,
+                        };
+                        m.deliveries.insert(
+                            did,
+                            MD {
+                                pull: *pull,
+                                state: M::Queued(now),
+                                attempts: 0,
+                            },
+                        );
+                    }
+                }
+                Op::Claim(limit) => {
+                    let expected: Vec<DeliveryId> = m.due().into_iter().take(limit).collect();
+                    let claims =
+                        with!(&*h, |s| s.claim(now, Duration::from_secs(LEASE), limit)).unwrap();
+                    let got: Vec<DeliveryId> = claims.iter().map(|c| c.delivery).collect();
+                    prop_assert_eq!(&got, &expected);
+                    for c in claims {
+                        let d = m.deliveries.get_mut(&c.delivery).unwrap();
+                        d.attempts += 1;
+                        prop_assert_eq!(c.attempt, d.attempts);
+                        d.state = M::InFlight(t(m.now + LEASE as i64));
+                    }
+                }
+                Op::Deliver(n) => {
+                    let Some((id, d)) = m.pick(n, |d| matches!(d.state, M::InFlight(_))) else {
+                        continue;
+                    };
+                    with!(&*h, |s| s.delivered(id, d.attempts, now)).unwrap();
+                    m.deliveries.get_mut(&id).unwrap().state = M::Done(StateName::Delivered);
+                }
+                Op::Fail(n, retry) => {
+                    let Some((id, d)) = m.pick(n, |d| matches!(d.state, M::InFlight(_))) else {
+                        continue;
+                    };
+                    let next = retry.then(|| t(m.now + 30));
+                    with!(&*h, |s| s.failed(id, d.attempts, "503", next, now)).unwrap();
+                    m.deliveries.get_mut(&id).unwrap().state = match next {
+                        Some(at) => M::Retrying(at),
+                        None => M::Done(StateName::Dead),
+                    };
+                }
+                Op::Ack(n) => {
+                    let Some((id, _)) = m.pick(n, |d| d.pull && matches!(d.state, M::Queued(_)))
+                    else {
+                        continue;
+                    };
+                    with!(&*h, |s| s.ack(id, now)).unwrap();
+                    m.deliveries.get_mut(&id).unwrap().state = M::Done(StateName::Delivered);
+                }
+                Op::Cancel(n) => {
+                    if m.messages.is_empty() {
+                        continue;
+                    }
+                    let id = m.messages[n % m.messages.len()];
+                    let count = with!(&*h, |s| s.cancel(id, "revoked", now)).unwrap();
+                    let mut expected = 0;
+                    for (_, d) in m.deliveries.range_mut(
+                        DeliveryId {
+                            message: id,
+                            index: 0,
+                        }..=DeliveryId {
+                            message: id,
+                            index: u16::MAX,
+                        },
+                    ) {
+                        if !matches!(d.state, M::Done(_)) {
+                            d.state = M::Done(StateName::Cancelled);
+                            expected += 1;
+                        }
+                    }
+                    prop_assert_eq!(count, expected);
+                }
+                Op::Advance(secs) => m.now += i64::from(secs),
+                Op::Restart => h.restart(),
+            }
+            for (id, d) in &m.deliveries {
+                let got = with!(&*h, |s| s.delivery(*id)).unwrap().unwrap();
+                prop_assert_eq!(got.state.name(), name(&d.state), "{} after {:?}", id, op);
+                prop_assert_eq!(got.attempts, d.attempts);
+            }
+            let checked = with!(&*h, |s| s.check_indexes());
+            prop_assert!(checked.is_ok(), "{:?} after {:?}", checked, op);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn memory_store_follows_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            run(&mut Harness::mem(), &ops)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn disk_store_follows_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            run(&mut Harness::disk(), &ops)?;
+        }
+    }
+}
