@@ -1061,7 +1061,8 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(new)
     }
 
-    /// Group commit: write every waiting record, sync once, apply in order, answer.
+    /// Group commit: write every waiting record, sync once, apply the group to the map in
+    /// one batch, answer.
     fn commit_loop(&self) {
         loop {
             let batch = {
@@ -1103,42 +1104,107 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 }
                 continue;
             }
-            for (p, loc, end) in written {
-                let r = self.apply_acceptance(&p.meta, p.receipt, loc, end);
-                let _ = p.reply.send(r);
+            let (records, replies): (Vec<_>, Vec<_>) = written
+                .into_iter()
+                .map(|(p, loc, end)| ((p.meta, p.receipt, loc, end), p.reply))
+                .unzip();
+            match self.apply_group(records) {
+                Ok(results) => {
+                    for (r, reply) in results.into_iter().zip(replies) {
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    // Durable in the log, not in the map: a restart replays them.
+                    tracing::error!(error = %e, "applying acceptances to the map failed");
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Io(e.to_string())));
+                    }
+                }
             }
         }
     }
 
-    /// Writes one logged acceptance into the map (idempotent: replay may repeat it).
-    fn apply_acceptance(
+    /// Writes logged acceptances into the map in one atomic batch, in log order, and moves
+    /// the watermark past the last. Idempotent: replay may repeat records already applied.
+    fn apply_group(
         &self,
+        records: Vec<(AcceptMeta, Vec<u8>, Loc, Position)>,
+    ) -> Result<Vec<Result<Accepted, StoreError>>, StoreError> {
+        let _w = self.lock();
+        let mut batch: Vec<Op> = Vec::new();
+        let mut group = Group::default();
+        let mut results = Vec::with_capacity(records.len());
+        let mut last = None;
+        for (meta, receipt, loc, end) in records {
+            last = Some(end);
+            results.push(self.apply_one(&mut batch, &mut group, &meta, receipt, loc)?);
+        }
+        if let Some(end) = last {
+            batch.push((keys::WATERMARK.to_vec(), Some(encode(&end))));
+        }
+        self.kv.apply(batch)?;
+        Ok(results)
+    }
+
+    /// Adds one acceptance to `batch`; `group` holds what earlier records of the same batch
+    /// decided, since the map does not show them yet.
+    fn apply_one(
+        &self,
+        batch: &mut Vec<Op>,
+        group: &mut Group,
         meta: &AcceptMeta,
         receipt: Vec<u8>,
         loc: Loc,
-        end: Position,
-    ) -> Result<Accepted, StoreError> {
-        let _w = self.lock();
-        let watermark = (keys::WATERMARK.to_vec(), Some(encode(&end)));
+    ) -> Result<Result<Accepted, StoreError>, StoreError> {
         let digest_key = body_key(&meta.digest)?;
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&digest_key[1..]);
+        let idem = keys::idempotency(&meta.sender, &digest);
         if self.message(meta.id)?.is_some() {
-            self.kv.apply(vec![watermark])?;
-            return Ok(Accepted::New {
+            return Ok(Ok(Accepted::New {
                 id: meta.id,
                 receipt,
-            });
+            }));
+        }
+        if let Some((id, receipt)) = group.seen.get(&idem) {
+            return Ok(Ok(Accepted::Duplicate {
+                id: *id,
+                receipt: receipt.clone(),
+            }));
         }
         if let Some(dup) = self.duplicate(&meta.sender, &digest)? {
-            self.kv.apply(vec![watermark])?;
-            return Ok(dup);
+            return Ok(Ok(dup));
         }
-        if let Err(e) = self.conflict(meta) {
-            self.kv.apply(vec![watermark])?;
-            return Err(e);
+        let new_document = matches!(
+            (&meta.document_id, meta.kind, meta.business_doc_type),
+            (Some(_), Kind::Edoc, None | Some(0))
+        );
+        if new_document {
+            if let Some(doc) = &meta.document_id {
+                let docs = keys::document_of(&meta.sender, doc);
+                if let Some((existing, other)) = group.documents.get(&docs) {
+                    if *other != meta.digest {
+                        return Ok(Err(StoreError::Conflict {
+                            sender: meta.sender.clone(),
+                            document_id: doc.clone(),
+                            existing: *existing,
+                        }));
+                    }
+                }
+            }
+            if let Err(e) = self.conflict(meta) {
+                return Ok(Err(e));
+            }
         }
         let id = meta.id;
+        group.seen.insert(idem.clone(), (id, receipt.clone()));
+        if let Some(doc) = &meta.document_id {
+            group
+                .documents
+                .entry(keys::document_of(&meta.sender, doc))
+                .or_insert((id, meta.digest.clone()));
+        }
         let message = Message {
             id,
             kind: meta.kind,
@@ -1153,27 +1219,34 @@ impl<K: Kv, L: Log> Inner<K, L> {
             purged: false,
         };
         let at = meta.received_at;
-        let mut batch: Vec<Op> = vec![
+        batch.extend([
             (keys::message(id), Some(encode(&message))),
             (keys::by_time(ms(at), id), Some(Vec::new())),
-            (keys::idempotency(&meta.sender, &digest), Some(encode(&id))),
+            (idem, Some(encode(&id))),
             (keys::receipt(id, ACCEPTANCE_RECEIPT), Some(receipt.clone())),
             (digest_key, Some(encode(&Body { loc, purged: false }))),
-            watermark,
-        ];
+        ]);
         if let Some(doc) = &meta.document_id {
             batch.push((keys::document(&meta.sender, doc, id), Some(Vec::new())));
         }
-        let recipients: Vec<&str> = meta.recipients.iter().map(|r| r.agency.as_str()).collect();
-        self.event(
-            &mut batch,
-            id,
+        // One event for the acceptance and the queueing of every delivery.
+        let to: Vec<String> = meta
+            .recipients
+            .iter()
+            .map(|r| match r.mode {
+                Mode::Push => format!("{} (push)", r.agency),
+                Mode::Pull => format!("{} (pull)", r.agency),
+            })
+            .collect();
+        let event = Event {
+            seq: 0,
             at,
-            None,
-            "accepted",
-            None,
-            Some(format!("for {}", recipients.join(", "))),
-        )?;
+            delivery: None,
+            what: "accepted".into(),
+            state: Some(StateName::Queued),
+            detail: Some(format!("queued for {}", to.join(", "))),
+        };
+        batch.push((keys::event(id, 0), Some(encode(&event))));
         for (i, r) in meta.recipients.iter().enumerate() {
             let d = Delivery {
                 id: DeliveryId {
@@ -1191,22 +1264,8 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 batch.push((k, Some(Vec::new())));
             }
             batch.push((keys::delivery(d.id), Some(encode(&d))));
-            let mode = match r.mode {
-                Mode::Push => "push",
-                Mode::Pull => "pull",
-            };
-            self.event(
-                &mut batch,
-                id,
-                at,
-                Some(i as u16),
-                "queued",
-                Some(&d.state),
-                Some(format!("{} ({mode})", r.agency)),
-            )?;
         }
-        self.kv.apply(batch)?;
-        Ok(Accepted::New { id, receipt })
+        Ok(Ok(Accepted::New { id, receipt }))
     }
 
     /// Replays the log after the watermark and sets the next message id. Returns how many
@@ -1220,15 +1279,28 @@ impl<K: Kv, L: Log> Inner<K, L> {
             .and_then(|(k, _)| keys::trailing_message(&k))
             .map_or(0, |m| m.0);
         let n = records.len();
+        let mut group = Vec::new();
         for r in records {
             let meta: AcceptMeta = decode(&r.meta, "log record")?;
             max = max.max(meta.id.0);
-            match self.apply_acceptance(&meta, r.receipt, r.body, r.end) {
-                Ok(_) | Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
+            group.push((meta, r.receipt, r.body, r.end));
+            if group.len() == 1024 {
+                self.apply_group(std::mem::take(&mut group))?;
             }
+        }
+        if !group.is_empty() {
+            self.apply_group(group)?;
         }
         self.next_id.store(max + 1, Ordering::SeqCst);
         Ok(n)
     }
+}
+
+/// What earlier acceptances of one commit group decided.
+#[derive(Default)]
+struct Group {
+    /// Idempotency key → message and receipt.
+    seen: std::collections::HashMap<Vec<u8>, (MessageId, Vec<u8>)>,
+    /// Sender and DocumentId prefix → first message and its digest.
+    documents: std::collections::HashMap<Vec<u8>, (MessageId, String)>,
 }

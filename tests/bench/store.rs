@@ -1,0 +1,225 @@
+//! Durable acceptance throughput and latency of the store: `cargo bench --bench store`.
+//!
+//! Each run opens a fresh store in a temporary directory (on the same disk as the
+//! repository's target directory, `TRUC_BENCH_DIR` to choose another) and measures:
+//! - **closed loop**: C submitter threads each accept packages back to back for a few
+//!   seconds; throughput, latency percentiles, and the mean group-commit batch;
+//! - **open loop** at a fixed arrival rate (about half the closed-loop throughput): latency
+//!   measured from each request's scheduled time, so a stall is not hidden by the submitters
+//!   waiting (no coordinated omission).
+//!
+//! `cargo bench --bench store -- recovery` instead fills a store with a million pending
+//! push deliveries, leases them all, reopens it, and measures how long until the first
+//! expired lease is claimed again.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use truc::store::{Kind, Mode, NewMessage, Recipient, Store};
+
+fn dir() -> tempfile::TempDir {
+    let base = std::env::var("TRUC_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    tempfile::tempdir_in(base).unwrap()
+}
+
+fn message(tag: u64, size: usize) -> NewMessage {
+    let mut bytes = format!("<edXML>{tag}</edXML>").into_bytes();
+    bytes.resize(size, b'x');
+    NewMessage {
+        kind: Kind::Edoc,
+        sender: "000.00.00.G12".into(),
+        recipients: vec![
+            Recipient {
+                agency: "000.00.00.H29".into(),
+                mode: Mode::Push,
+            },
+            Recipient {
+                agency: "000.00.00.H41".into(),
+                mode: Mode::Pull,
+            },
+        ],
+        document_id: None,
+        business_doc_type: None,
+        verdict: "valid".into(),
+        bytes,
+        received_at: Timestamp::from_second(1_780_000_000).unwrap(),
+    }
+}
+
+fn receipt(id: truc::store::MessageId) -> Vec<u8> {
+    // About the size of a signed acceptance receipt.
+    let mut r = format!("<Receipt id='{id}'>").into_bytes();
+    r.resize(1800, b' ');
+    r
+}
+
+struct Run {
+    accepted: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    batch: f64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn pct(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
+        self.latencies[i - 1]
+    }
+}
+
+/// `threads` submitters; each waits `interval` between scheduled starts (zero: closed loop).
+fn run(size: usize, threads: usize, interval: Duration, duration: Duration) -> Run {
+    let dir = dir();
+    let store = Store::open(dir.path(), &Default::default()).unwrap();
+    let counter = AtomicUsize::new(0);
+    let start = Instant::now();
+    let latencies = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, counter) = (&store, &counter);
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    // Spread the open-loop submitters' schedules over one interval.
+                    let mut next = start + interval.mul_f64(t as f64 / threads as f64);
+                    while start.elapsed() < duration {
+                        let scheduled = if interval.is_zero() {
+                            Instant::now()
+                        } else {
+                            let now = Instant::now();
+                            if now < next {
+                                std::thread::sleep(next - now);
+                            }
+                            next
+                        };
+                        let n = counter.fetch_add(1, Ordering::Relaxed) as u64;
+                        store.accept(message(n, size), &receipt).unwrap();
+                        lat.push(scheduled.elapsed());
+                        next += interval;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let elapsed = start.elapsed();
+    let (batches, batched) = store.commit_stats();
+    Run {
+        accepted: latencies.len(),
+        elapsed,
+        latencies,
+        batch: batched as f64 / batches.max(1) as f64,
+    }
+}
+
+fn throughput() {
+    println!(
+        "| package | submitters | accepted/s | p50 | p99 | mean batch | open loop at | p50 | p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("TRUC_BENCH_ONLY").ok();
+    for (label, size, seconds) in [
+        ("1 KB", 1_000, 4),
+        ("100 KB", 100_000, 4),
+        ("5 MB", 5_000_000, 6),
+    ] {
+        if only.as_ref().is_some_and(|o| o != label) {
+            continue;
+        }
+        for threads in [1, 16, 32] {
+            let mut closed = run(size, threads, Duration::ZERO, Duration::from_secs(seconds));
+            let rate = closed.rate();
+            let half = rate / 2.0;
+            let interval = Duration::from_secs_f64(threads as f64 / half);
+            let mut open = run(size, threads, interval, Duration::from_secs(seconds));
+            println!(
+                "| {label} | {threads} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {:.0}/s | {:.2} ms | {:.2} ms |",
+                rate,
+                closed.pct(0.5).as_secs_f64() * 1e3,
+                closed.pct(0.99).as_secs_f64() * 1e3,
+                closed.batch,
+                open.rate(),
+                open.pct(0.5).as_secs_f64() * 1e3,
+                open.pct(0.99).as_secs_f64() * 1e3,
+            );
+        }
+    }
+}
+
+fn recovery() {
+    let n: usize = std::env::var("TRUC_BENCH_PENDING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = dir();
+    let now = Timestamp::from_second(1_780_000_000).unwrap();
+    {
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let t = Instant::now();
+        let counter = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..32 {
+                s.spawn(|| {
+                    loop {
+                        let i = counter.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        let mut m = message(i as u64, 200);
+                        m.recipients.truncate(1);
+                        store.accept(m, &|_| b"r".to_vec()).unwrap();
+                    }
+                });
+            }
+        });
+        println!(
+            "{n} acceptances (200 B, one push recipient): {:.1?}",
+            t.elapsed()
+        );
+        let t = Instant::now();
+        let mut leased = 0;
+        loop {
+            let c = store.claim(now, Duration::from_secs(60), 10_000).unwrap();
+            if c.is_empty() {
+                break;
+            }
+            leased += c.len();
+        }
+        println!("{leased} deliveries leased: {:.1?}", t.elapsed());
+        store.close().unwrap();
+    }
+    let t = Instant::now();
+    let store = Store::open(dir.path(), &Default::default()).unwrap();
+    let opened = t.elapsed();
+    let later = now
+        .checked_add(jiff::SignedDuration::from_secs(120))
+        .unwrap();
+    let first = store.claim(later, Duration::from_secs(60), 100).unwrap();
+    println!(
+        "reopen: {opened:.1?}; first {} expired leases claimed again {:.1?} after open started",
+        first.len(),
+        t.elapsed()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "recovery") {
+        recovery();
+    } else if std::env::args().any(|a| a == "--bench") || std::env::args().len() == 1 {
+        throughput();
+    }
+}
