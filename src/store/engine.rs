@@ -2,8 +2,8 @@
 //! the layout, the invariants and the durability contract.
 //!
 //! Writes to the map happen under one lock, so every read-check-write below is a
-//! compare-and-swap; reads take no lock. Acceptances go through the committer thread (group
-//! commit); everything else is applied by the caller's thread. Nothing here reads the clock:
+//! compare-and-swap; reads take no lock. Acceptances go through the writer and syncer threads
+//! (group commit); everything else is applied by the caller's thread. Nothing here reads the clock:
 //! every operation takes `now`.
 
 use std::collections::BTreeSet;
@@ -81,6 +81,22 @@ struct Queue {
     closed: bool,
 }
 
+/// A record written to the log, waiting for the sync that makes it durable.
+struct Written {
+    meta: AcceptMeta,
+    receipt: Vec<u8>,
+    loc: Loc,
+    end: Position,
+    reply: mpsc::SyncSender<Result<Accepted, StoreError>>,
+}
+
+#[derive(Default)]
+struct SyncQueue {
+    written: Vec<Written>,
+    /// The writer has stopped: sync what is left and stop.
+    done: bool,
+}
+
 struct Inner<K, L> {
     kv: K,
     log: L,
@@ -89,6 +105,8 @@ struct Inner<K, L> {
     next_id: AtomicU64,
     queue: Mutex<Queue>,
     ready: Condvar,
+    to_sync: Mutex<SyncQueue>,
+    written: Condvar,
     /// Set when a log write or sync failed: nothing more is accepted (after a failed
     /// fdatasync the page cache cannot be trusted; a restart replays the log).
     failed: AtomicBool,
@@ -100,7 +118,8 @@ struct Inner<K, L> {
 /// The store engine.
 pub struct Engine<K: Kv, L: Log> {
     inner: Arc<Inner<K, L>>,
-    committer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+    syncer: Option<JoinHandle<()>>,
 }
 
 impl Store {
@@ -135,7 +154,7 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl<K: Kv, L: Log> Engine<K, L> {
-    /// A store over this map and log: recovers, then starts the committer.
+    /// A store over this map and log: recovers, then starts the writer and syncer.
     pub fn with(kv: K, log: L) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
             kv,
@@ -144,6 +163,8 @@ impl<K: Kv, L: Log> Engine<K, L> {
             next_id: AtomicU64::new(1),
             queue: Mutex::default(),
             ready: Condvar::new(),
+            to_sync: Mutex::default(),
+            written: Condvar::new(),
             failed: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             batched: AtomicU64::new(0),
@@ -156,12 +177,17 @@ impl<K: Kv, L: Log> Engine<K, L> {
              the map is rebuilt from the log after a crash, sled's flush is not relied on"
         );
         let worker = inner.clone();
-        let committer = std::thread::Builder::new()
-            .name("store-commit".into())
-            .spawn(move || worker.commit_loop())?;
+        let writer = std::thread::Builder::new()
+            .name("store-write".into())
+            .spawn(move || worker.write_loop())?;
+        let worker = inner.clone();
+        let syncer = std::thread::Builder::new()
+            .name("store-sync".into())
+            .spawn(move || worker.sync_loop())?;
         Ok(Engine {
             inner,
-            committer: Some(committer),
+            writer: Some(writer),
+            syncer: Some(syncer),
         })
     }
 
@@ -824,7 +850,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         )
     }
 
-    /// Stops the committer (waiting acceptances are still committed) and syncs the map.
+    /// Stops the writer and syncer (waiting acceptances are still committed) and syncs the map.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
         self.inner.kv.sync()
@@ -837,7 +863,15 @@ impl<K: Kv, L: Log> Engine<K, L> {
             q.closed = true;
         }
         self.inner.ready.notify_all();
-        if let Some(t) = self.committer.take() {
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
+        {
+            let mut q = self.inner.to_sync.lock().unwrap_or_else(|p| p.into_inner());
+            q.done = true;
+        }
+        self.inner.written.notify_all();
+        if let Some(t) = self.syncer.take() {
             let _ = t.join();
         }
     }
@@ -1061,9 +1095,9 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(new)
     }
 
-    /// Group commit: write every waiting record, sync once, apply the group to the map in
-    /// one batch, answer.
-    fn commit_loop(&self) {
+    /// Group commit, first stage: writes every waiting record to the log and hands them to
+    /// the syncer, then takes the next group at once, so writing overlaps the previous sync.
+    fn write_loop(&self) {
         loop {
             let batch = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -1075,38 +1109,67 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 }
                 std::mem::take(&mut q.pending)
             };
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.batched
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if self.failed.load(Ordering::SeqCst) {
-                for p in batch {
+            let mut written = Vec::with_capacity(batch.len());
+            for p in batch {
+                if self.failed.load(Ordering::SeqCst) {
                     let _ = p.reply.send(Err(StoreError::Io(
                         "an earlier log write failed; restart the hub to recover".into(),
                     )));
+                    continue;
                 }
-                continue;
-            }
-            let mut written = Vec::with_capacity(batch.len());
-            for p in batch {
                 match self.log.append(&p.meta_bytes, &p.receipt, &p.bytes) {
-                    Ok((loc, end)) => written.push((p, loc, end)),
+                    Ok((loc, end)) => written.push(Written {
+                        meta: p.meta,
+                        receipt: p.receipt,
+                        loc,
+                        end,
+                        reply: p.reply,
+                    }),
                     Err(e) => {
                         self.failed.store(true, Ordering::SeqCst);
                         let _ = p.reply.send(Err(e));
                     }
                 }
             }
+            if written.is_empty() {
+                continue;
+            }
+            let mut q = self.to_sync.lock().unwrap_or_else(|p| p.into_inner());
+            q.written.extend(written);
+            drop(q);
+            self.written.notify_one();
+        }
+    }
+
+    /// Group commit, second stage: one `fdatasync` for everything written so far (a group
+    /// closes when the previous sync returns), then the group goes into the map in one batch
+    /// and every acceptance in it is answered.
+    fn sync_loop(&self) {
+        loop {
+            let group = {
+                let mut q = self.to_sync.lock().unwrap_or_else(|p| p.into_inner());
+                while q.written.is_empty() && !q.done {
+                    q = self.written.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+                if q.written.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut q.written)
+            };
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.batched
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
             if let Err(e) = self.log.sync() {
                 self.failed.store(true, Ordering::SeqCst);
                 tracing::error!(error = %e, "log fdatasync failed: refusing acceptances until restart");
-                for (p, _, _) in written {
-                    let _ = p.reply.send(Err(StoreError::Io(format!("log sync: {e}"))));
+                for w in group {
+                    let _ = w.reply.send(Err(StoreError::Io(format!("log sync: {e}"))));
                 }
                 continue;
             }
-            let (records, replies): (Vec<_>, Vec<_>) = written
+            let (records, replies): (Vec<_>, Vec<_>) = group
                 .into_iter()
-                .map(|(p, loc, end)| ((p.meta, p.receipt, loc, end), p.reply))
+                .map(|w| ((w.meta, w.receipt, w.loc, w.end), w.reply))
                 .unzip();
             match self.apply_group(records) {
                 Ok(results) => {

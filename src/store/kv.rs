@@ -42,12 +42,25 @@ fn sled_err(e: sled::Error) -> StoreError {
 
 impl SledKv {
     /// Opens (or creates) the database in `dir`.
+    ///
+    /// sled locks its file, and a store closed a moment ago in this process may still hold
+    /// the lock while sled's background threads finish; opening waits up to five seconds for
+    /// it. Another live process holding the store is refused after that wait.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(sled_err)?;
+        let config = sled::Config::new().path(dir).flush_every_ms(Some(500));
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                // sled wraps the `WouldBlock` of its `flock` into an `Other` error.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < 250 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(sled_err)?,
+            }
+        };
         let tree = db.open_tree("truc").map_err(sled_err)?;
         Ok(SledKv {
             db,

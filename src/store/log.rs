@@ -73,8 +73,8 @@ pub trait Log: Send + Sync + 'static {
         receipt: &[u8],
         body: &[u8],
     ) -> Result<(Loc, Position), StoreError>;
-    /// Makes every appended record durable: `fdatasync` of each segment written since the
-    /// last sync.
+    /// Makes every record appended before the call durable: `fdatasync` of each segment
+    /// written since the last sync. Appends may run concurrently.
     fn sync(&self) -> Result<(), StoreError>;
     /// The package bytes at `loc`.
     fn read(&self, loc: Loc) -> Result<Vec<u8>, StoreError>;
@@ -241,12 +241,16 @@ impl Log for FileLog {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, f) in w.dirty.drain(..) {
+        // Take what to sync under the lock, sync outside it: appends go on meanwhile.
+        let (dirty, current) = {
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            (std::mem::take(&mut w.dirty), w.file.try_clone()?)
+        };
+        for (_, f) in dirty {
             f.sync_data()?;
         }
         // The durability point of every acceptance: fdatasync(2) of the segment.
-        w.file.sync_data()?;
+        current.sync_data()?;
         Ok(())
     }
 

@@ -5,11 +5,11 @@
 //! ```text
 //!             accept()                       claim() / complete() / fail() / ack() / ...
 //!                │                                        │
-//!   ┌────────────▼─────────────┐              ┌───────────▼────────────┐
-//!   │ committer thread          │  apply       │ Engine (one writer lock) │
-//!   │ log.rs: append records,   ├─────────────►│ kv.rs: one ordered map,  │
-//!   │ fdatasync once per batch  │  in order    │ atomic batches           │
-//!   └───────────────────────────┘              └──────────────────────────┘
+//!   ┌────────────▼───────────────┐              ┌───────────▼──────────────┐
+//!   │ store-write: append records│  apply       │ Engine (one writer lock) │
+//!   │ store-sync: fdatasync once ├─────────────►│ kv.rs: one ordered map,  │
+//!   │ per group, then apply      │  in order    │ atomic batches           │
+//!   └────────────────────────────┘              └──────────────────────────┘
 //!    segment files log/*.seg                     sled 0.34 (or memory)
 //! ```
 //! - `log`: append-only segment files of ours. One record per acceptance carries the
@@ -38,10 +38,12 @@
 //! at-least-once, with a stable delivery id (`<message id>-<recipient index>`) receivers use to
 //! deduplicate.
 //!
-//! Group commit: acceptances queue for the committer thread, which writes every waiting
-//! record, syncs once, applies them in log order and answers them all. A batch closes when the
-//! previous sync returns, so a lone acceptance waits for one sync and throughput grows with
-//! the number of concurrent submitters.
+//! Group commit, in two pipelined stages: the `store-write` thread appends every waiting
+//! record to the current segment (page cache only) and hands them on; the `store-sync` thread
+//! takes everything written so far, issues one `fdatasync`, applies the group to the map in
+//! log order in one batch and answers every acceptance in it. A group closes when the previous
+//! sync returns, so a lone acceptance waits for one sync and throughput grows with the number
+//! of concurrent submitters; writing the next group overlaps the sync of the current one.
 //!
 //! # Map layout (one sled tree; the first byte names the index; integers big-endian)
 //! ```text
