@@ -8,6 +8,10 @@
 //!   measured from each request's scheduled time, so a stall is not hidden by the submitters
 //!   waiting (no coordinated omission).
 //!
+//! - **raw disk**, for reference: the same bytes appended to a plain file by one thread with
+//!   one `fdatasync` per 1 and per 8 packages, which is what the disk allows right now (it
+//!   varies from day to day on a virtual disk).
+//!
 //! `cargo bench --bench store -- recovery` instead fills a store with a million pending
 //! push deliveries, leases them all, reopens it, and measures how long until the first
 //! expired lease is claimed again.
@@ -126,6 +130,25 @@ fn run(size: usize, threads: usize, interval: Duration, duration: Duration) -> R
     }
 }
 
+/// Packages/s appending `size` bytes to a plain file with one `fdatasync` every `every`.
+fn raw(size: usize, every: usize, duration: Duration) -> f64 {
+    use std::io::Write;
+    let dir = dir();
+    let mut f = std::fs::File::create(dir.path().join("raw")).unwrap();
+    let bytes = vec![b'x'; size];
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < duration {
+        f.write_all(&bytes).unwrap();
+        n += 1;
+        if n % every == 0 {
+            f.sync_data().unwrap();
+        }
+    }
+    f.sync_data().unwrap();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 fn throughput() {
     println!(
         "| package | submitters | accepted/s | p50 | p99 | mean batch | open loop at | p50 | p99 |"
@@ -140,12 +163,18 @@ fn throughput() {
         if only.as_ref().is_some_and(|o| o != label) {
             continue;
         }
+        let seconds = Duration::from_secs(seconds);
+        println!(
+            "| {label} | raw file, fdatasync every 1 / 8 | {:.0} / {:.0} | | | | | | |",
+            raw(size, 1, seconds),
+            raw(size, 8, seconds)
+        );
         for threads in [1, 16, 32] {
-            let mut closed = run(size, threads, Duration::ZERO, Duration::from_secs(seconds));
+            let mut closed = run(size, threads, Duration::ZERO, seconds);
             let rate = closed.rate();
             let half = rate / 2.0;
             let interval = Duration::from_secs_f64(threads as f64 / half);
-            let mut open = run(size, threads, interval, Duration::from_secs(seconds));
+            let mut open = run(size, threads, interval, seconds);
             println!(
                 "| {label} | {threads} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {:.0}/s | {:.2} ms | {:.2} ms |",
                 rate,
