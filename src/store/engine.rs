@@ -412,18 +412,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
                     ""
                 }
             );
-            let mut batch = Vec::new();
-            inner.change(&mut batch, &d, &next)?;
-            inner.event(
-                &mut batch,
-                id.message,
-                now,
-                Some(id.index),
-                "claimed",
-                Some(&next.state),
-                Some(detail),
-            )?;
-            inner.kv.apply(batch)?;
+            inner.commit_change(&d, &next, now, "claimed", Some(detail))?;
             claims.push(Claim {
                 delivery: id,
                 recipient: d.recipient,
@@ -586,18 +575,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             updated_at: now,
             ..d.clone()
         };
-        let mut batch = Vec::new();
-        inner.change(&mut batch, &d, &next)?;
-        inner.event(
-            &mut batch,
-            id.message,
-            now,
-            Some(id.index),
-            "requeued",
-            Some(&next.state),
-            None,
-        )?;
-        inner.kv.apply(batch)?;
+        inner.commit_change(&d, &next, now, "requeued", None)?;
         Ok(next)
     }
 
@@ -1110,19 +1088,32 @@ impl<K: Kv, L: Log> Inner<K, L> {
             updated_at: now,
             ..d.clone()
         };
+        self.commit_change(&d, &new, now, what, detail)?;
+        Ok(new)
+    }
+
+    /// Writes one delivery's move from `old` to `new` and its event, in one batch. The caller
+    /// holds the writer lock.
+    fn commit_change(
+        &self,
+        old: &Delivery,
+        new: &Delivery,
+        now: Timestamp,
+        what: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
         let mut batch = Vec::new();
-        self.change(&mut batch, &d, &new)?;
+        self.change(&mut batch, old, new)?;
         self.event(
             &mut batch,
-            id.message,
+            new.id.message,
             now,
-            Some(id.index),
+            Some(new.id.index),
             what,
             Some(&new.state),
             detail,
         )?;
-        self.kv.apply(batch)?;
-        Ok(new)
+        self.kv.apply(batch)
     }
 
     /// Group commit, first stage: appends every waiting acceptance to the log (page cache

@@ -94,6 +94,14 @@ fn receipt(id: MessageId) -> Vec<u8> {
     format!("<receipt id='{id}'/>").into_bytes()
 }
 
+/// Accepts a message that must be new or a duplicate; its id.
+fn accept<K: Kv, L: Log>(s: &Engine<K, L>, m: NewMessage) -> MessageId {
+    s.accept(m, &receipt).unwrap().id()
+}
+
+/// One push and one pull recipient.
+const PUSH_AND_PULL: &[(&str, Mode)] = &[(H29, Mode::Push), (H41, Mode::Pull)];
+
 const G12: &str = "000.00.00.G12";
 const H29: &str = "000.00.00.H29";
 const H41: &str = "000.00.00.H41";
@@ -105,7 +113,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
         with!(&h, |s| {
             let m = new(
                 G12,
-                &[(H29, Mode::Push), (H41, Mode::Pull)],
+                PUSH_AND_PULL,
                 b"<edXML>1</edXML>",
                 Some(("D1", 0)),
                 t(0),
@@ -215,19 +223,7 @@ fn a_new_document_may_not_reuse_a_document_id() {
 fn claims_lease_and_expired_leases_come_back() {
     for h in Harness::both() {
         with!(&h, |s| {
-            let id = s
-                .accept(
-                    new(
-                        G12,
-                        &[(H29, Mode::Push), (H41, Mode::Pull)],
-                        b"x",
-                        None,
-                        t(0),
-                    ),
-                    &receipt,
-                )
-                .unwrap()
-                .id();
+            let id = accept(s, new(G12, PUSH_AND_PULL, b"x", None, t(0)));
             let lease = Duration::from_secs(60);
             let c = s.claim(t(0), lease, 10).unwrap();
             assert_eq!(c.len(), 1, "only the push delivery");
@@ -435,7 +431,7 @@ fn queue_figures_and_listings() {
                 s.accept(
                     new(
                         G12,
-                        &[(H29, Mode::Push), (H41, Mode::Pull)],
+                        PUSH_AND_PULL,
                         format!("m{i}").as_bytes(),
                         Some((&format!("D{i}"), 0)),
                         t(i),
@@ -483,19 +479,7 @@ fn queue_figures_and_listings() {
 fn a_restart_keeps_everything() {
     let mut h = Harness::disk();
     let (a, claim) = with!(&h, |s| {
-        let a = s
-            .accept(
-                new(
-                    G12,
-                    &[(H29, Mode::Push), (H41, Mode::Pull)],
-                    b"x",
-                    None,
-                    t(0),
-                ),
-                &receipt,
-            )
-            .unwrap()
-            .id();
+        let a = accept(s, new(G12, PUSH_AND_PULL, b"x", None, t(0)));
         let c = s.claim(t(0), Duration::from_secs(60), 1).unwrap().remove(0);
         (a, c)
     });
