@@ -22,13 +22,6 @@ use super::kv::{Kv, MemKv, Op, SledKv};
 use super::log::{FileLog, Loc, Log, MemLog, Position};
 use super::model::*;
 
-/// Answers every acceptance in `items` with an error.
-fn fail_all(items: Vec<Written>, why: &str) {
-    for w in items {
-        let _ = w.reply.send(Err(StoreError::Io(why.to_owned())));
-    }
-}
-
 /// The on-disk store: sled for the map, segment files for the log.
 pub type Store = Engine<SledKv, FileLog>;
 /// The in-memory store (tests, and the reference the disk store is checked against).
@@ -138,6 +131,13 @@ struct Written {
     loc: Loc,
     end: Position,
     reply: mpsc::SyncSender<Result<Accepted, StoreError>>,
+}
+
+/// Answers every acceptance in `items` with an error.
+fn fail_all(items: Vec<Written>, why: &str) {
+    for w in items {
+        let _ = w.reply.send(Err(StoreError::Io(why.to_owned())));
+    }
 }
 
 struct Inner<K, L> {

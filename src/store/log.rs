@@ -120,10 +120,11 @@ pub struct FileLog {
 
 struct Writer {
     segment: u64,
-    file: File,
+    /// Shared with a sync running outside the lock.
+    file: Arc<File>,
     len: u64,
     /// Segments written since the last sync, with their files.
-    dirty: Vec<(u64, File)>,
+    dirty: Vec<(u64, Arc<File>)>,
 }
 
 impl FileLog {
@@ -142,7 +143,7 @@ impl FileLog {
             max_segment,
             writer: Mutex::new(Writer {
                 segment,
-                file,
+                file: Arc::new(file),
                 len,
                 dirty: Vec::new(),
             }),
@@ -213,7 +214,7 @@ impl Log for FileLog {
             let next = w.segment + 1;
             let file = open_segment(&self.dir, next)?;
             sync_dir(&self.dir)?;
-            let old = std::mem::replace(&mut w.file, file);
+            let old = std::mem::replace(&mut w.file, Arc::new(file));
             let old_segment = w.segment;
             w.dirty.push((old_segment, old));
             w.segment = next;
@@ -221,10 +222,11 @@ impl Log for FileLog {
         }
         let start = w.len;
         let header = encode_header(meta, receipt, body);
-        w.file.write_all(&header)?;
-        w.file.write_all(meta)?;
-        w.file.write_all(receipt)?;
-        w.file.write_all(body)?;
+        let mut f: &File = &w.file;
+        f.write_all(&header)?;
+        f.write_all(meta)?;
+        f.write_all(receipt)?;
+        f.write_all(body)?;
         w.len += size;
         let loc = Loc {
             segment: w.segment,
@@ -244,7 +246,7 @@ impl Log for FileLog {
         // Take what to sync under the lock, sync outside it: appends go on meanwhile.
         let (dirty, current) = {
             let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            (std::mem::take(&mut w.dirty), w.file.try_clone()?)
+            (std::mem::take(&mut w.dirty), w.file.clone())
         };
         for (_, f) in dirty {
             f.sync_data()?;
