@@ -20,6 +20,8 @@ mod dsig_mutation;
 mod fixtures;
 #[path = "truc/malformed.rs"]
 mod malformed;
+#[path = "truc/receipt.rs"]
+mod receipt;
 #[path = "truc/roundtrip.rs"]
 mod roundtrip;
 #[path = "truc/schema.rs"]
