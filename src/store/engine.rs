@@ -6,7 +6,7 @@
 //! (group commit); everything else is applied by the caller's thread. Nothing here reads the clock:
 //! every operation takes `now`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -26,6 +26,11 @@ use super::model::*;
 pub type Store = Engine<SledKv, FileLog>;
 /// The in-memory store (tests, and the reference the disk store is checked against).
 pub type MemStore = Engine<MemKv, MemLog>;
+
+/// How far an id's time may run ahead of the message's `received_at` (acceptances from
+/// threads whose clocks were read in another order); time-window listings look this much
+/// further and filter exactly.
+const ARRIVAL_SKEW_MS: u64 = 60_000;
 
 /// Receipt kind of the acceptance receipt.
 pub const ACCEPTANCE_RECEIPT: u8 = 0;
@@ -60,11 +65,44 @@ struct AcceptMeta {
     digest: String,
 }
 
-/// A body in the log.
+/// The map record of a message (`m ‖ id`): its metadata, every delivery, and where its
+/// log record is. Deliveries live inside it, so an acceptance writes one record and each
+/// transition rewrites it in the same batch as the indexes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Body {
-    loc: Loc,
-    purged: bool,
+struct Record {
+    message: Message,
+    deliveries: Vec<Delivery>,
+    /// The package bytes in the log; the acceptance receipt is the `receipt_len` bytes just
+    /// before them (copied to `r ‖ id ‖ 0` when the bytes are purged).
+    body: Loc,
+    receipt_len: u64,
+}
+
+impl Record {
+    fn delivery(&self, id: DeliveryId) -> Option<&Delivery> {
+        self.deliveries.get(usize::from(id.index))
+    }
+
+    /// The acceptance, as the first event of the timeline (seq 0): it is not stored as an
+    /// event of its own, the record and the log say it all.
+    fn accepted_event(&self) -> Event {
+        let to: Vec<String> = self
+            .deliveries
+            .iter()
+            .map(|d| match d.mode {
+                Mode::Push => format!("{} (push)", d.recipient),
+                Mode::Pull => format!("{} (pull)", d.recipient),
+            })
+            .collect();
+        Event {
+            seq: 0,
+            at: self.message.received_at,
+            delivery: None,
+            what: "accepted".into(),
+            state: Some(StateName::Queued),
+            detail: Some(format!("queued for {}", to.join(", "))),
+        }
+    }
 }
 
 struct Pending {
@@ -126,11 +164,90 @@ impl<T> Handoff<T> {
 
 /// A record written to the log, waiting for the sync that makes it durable.
 struct Written {
+    staged: Staged,
+    reply: Reply,
+}
+
+/// Where an acceptance's answer goes.
+type Reply = mpsc::SyncSender<Result<Accepted, StoreError>>;
+
+/// A logged acceptance with its map writes worked out (by the write stage, off the serial
+/// sync-and-apply path), waiting for the checks only the map in log order can make.
+struct Staged {
     meta: AcceptMeta,
     receipt: Vec<u8>,
-    loc: Loc,
+    /// Position after its log record.
     end: Position,
-    reply: mpsc::SyncSender<Result<Accepted, StoreError>>,
+    /// `h ‖ sender ‖ 0 ‖ digest`.
+    idem: Vec<u8>,
+    /// The record, the idempotency and DocumentId entries and every delivery's index entry.
+    ops: Vec<Op>,
+}
+
+impl Staged {
+    fn new(
+        meta: AcceptMeta,
+        receipt: Vec<u8>,
+        loc: Loc,
+        end: Position,
+    ) -> Result<Self, StoreError> {
+        let id = meta.id;
+        let idem = keys::idempotency(&meta.sender, &digest_bytes(&meta.digest)?);
+        let at = meta.received_at;
+        let deliveries: Vec<Delivery> = meta
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Delivery {
+                id: DeliveryId {
+                    message: id,
+                    index: i as u16,
+                },
+                recipient: r.agency.clone(),
+                mode: r.mode,
+                state: State::Queued,
+                attempts: 0,
+                since: at,
+                updated_at: at,
+            })
+            .collect();
+        let mut ops = Vec::with_capacity(deliveries.len() + 3);
+        for d in &deliveries {
+            for (k, v) in index_keys(d) {
+                ops.push((k, Some(v)));
+            }
+        }
+        let record = Record {
+            message: Message {
+                id,
+                kind: meta.kind,
+                sender: meta.sender.clone(),
+                recipients: meta.recipients.iter().map(|r| r.agency.clone()).collect(),
+                document_id: meta.document_id.clone(),
+                business_doc_type: meta.business_doc_type,
+                digest: meta.digest.clone(),
+                size: loc.len,
+                received_at: at,
+                verdict: meta.verdict.clone(),
+                purged: false,
+            },
+            deliveries,
+            body: loc,
+            receipt_len: receipt.len() as u64,
+        };
+        ops.push((keys::message(id), Some(encode(&record))));
+        ops.push((idem.clone(), Some(encode(&id))));
+        if let Some(doc) = &meta.document_id {
+            ops.push((keys::document(&meta.sender, doc, id), Some(Vec::new())));
+        }
+        Ok(Staged {
+            meta,
+            receipt,
+            end,
+            idem,
+            ops,
+        })
+    }
 }
 
 /// Answers every acceptance in `items` with an error.
@@ -150,6 +267,9 @@ struct Inner<K, L> {
     to_write: Handoff<Pending>,
     /// Written, waiting for the fdatasync that makes them durable.
     to_sync: Handoff<Written>,
+    /// Answers to hand back: waking each submitter is left to its own thread, off the
+    /// serial sync-and-apply path.
+    to_answer: Handoff<(Result<Accepted, StoreError>, Reply)>,
     /// Set when a log write or sync failed: nothing more is accepted (after a failed
     /// fdatasync the page cache cannot be trusted; a restart replays the log).
     failed: AtomicBool,
@@ -163,6 +283,7 @@ pub struct Engine<K: Kv, L: Log> {
     inner: Arc<Inner<K, L>>,
     writer: Option<JoinHandle<()>>,
     syncer: Option<JoinHandle<()>>,
+    answerer: Option<JoinHandle<()>>,
 }
 
 impl Store {
@@ -206,6 +327,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             next_id: AtomicU64::new(1),
             to_write: Handoff::default(),
             to_sync: Handoff::default(),
+            to_answer: Handoff::default(),
             failed: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             batched: AtomicU64::new(0),
@@ -225,10 +347,21 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let syncer = std::thread::Builder::new()
             .name("store-sync".into())
             .spawn(move || worker.sync_loop())?;
+        let worker = inner.clone();
+        let answerer = std::thread::Builder::new()
+            .name("store-answer".into())
+            .spawn(move || {
+                while let Some(answers) = worker.to_answer.take() {
+                    for (result, reply) in answers {
+                        let _ = reply.send(result);
+                    }
+                }
+            })?;
         Ok(Engine {
             inner,
             writer: Some(writer),
             syncer: Some(syncer),
+            answerer: Some(answerer),
         })
     }
 
@@ -256,7 +389,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             return Ok(dup);
         }
         let meta = AcceptMeta {
-            id: MessageId(inner.next_id.fetch_add(1, Ordering::SeqCst)),
+            id: inner.allocate(m.received_at),
             kind: m.kind,
             sender: m.sender,
             recipients: m.recipients,
@@ -298,27 +431,22 @@ impl<K: Kv, L: Log> Engine<K, L> {
 
     /// The package bytes (`None` once purged).
     pub fn body(&self, id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(m) = self.inner.message(id)? else {
+        let Some(r) = self.inner.record(id)? else {
             return Err(StoreError::NotFound(format!("message {id}")));
         };
-        let Some(body) = self.inner.body_entry(&m.digest)? else {
-            return Err(StoreError::Corrupt(format!("message {id}: no body entry")));
-        };
-        if body.purged {
+        if r.message.purged {
             return Ok(None);
         }
-        self.inner.log.read(body.loc).map(Some)
+        self.inner.log.read(r.body).map(Some)
     }
 
     /// Every delivery of a message, by index.
     pub fn deliveries(&self, id: MessageId) -> Result<Vec<Delivery>, StoreError> {
-        let prefix = keys::deliveries_of(id);
-        self.inner
-            .kv
-            .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?
-            .iter()
-            .map(|(_, v)| decode(v, "delivery"))
-            .collect()
+        Ok(self
+            .inner
+            .record(id)?
+            .map(|r| r.deliveries)
+            .unwrap_or_default())
     }
 
     /// One delivery.
@@ -328,18 +456,25 @@ impl<K: Kv, L: Log> Engine<K, L> {
 
     /// A message's timeline.
     pub fn events(&self, id: MessageId) -> Result<Vec<Event>, StoreError> {
+        let Some(r) = self.inner.record(id)? else {
+            return Ok(Vec::new());
+        };
         let prefix = keys::events_of(id);
-        self.inner
+        let stored = self
+            .inner
             .kv
-            .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?
-            .iter()
-            .map(|(_, v)| decode(v, "event"))
-            .collect()
+            .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?;
+        let mut out = Vec::with_capacity(stored.len() + 1);
+        out.push(r.accepted_event());
+        for (_, v) in stored {
+            out.push(decode(&v, "event")?);
+        }
+        Ok(out)
     }
 
     /// A stored receipt (`ACCEPTANCE_RECEIPT` or a later kind).
     pub fn receipt(&self, id: MessageId, kind: u8) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.kv.get(&keys::receipt(id, kind))
+        self.inner.receipt(id, kind)
     }
 
     /// Stores a later receipt (delivery, failure) for a message, with an event.
@@ -378,51 +513,30 @@ impl<K: Kv, L: Log> Engine<K, L> {
     ) -> Result<Vec<Claim>, StoreError> {
         let inner = &self.inner;
         let _w = inner.lock();
-        let due = inner.kv.scan(
-            &[keys::DUE],
-            &keys::due(
-                ms(now).saturating_add(1),
-                DeliveryId {
-                    message: MessageId(0),
-                    index: 0,
-                },
-            ),
-            limit,
-        )?;
-        let lease_until = add(now, lease);
-        let mut claims = Vec::new();
-        for (key, _) in due {
-            let Some((_, id)) = keys::parse_due(&key) else {
-                continue;
-            };
-            let Some(d) = inner.delivery(id)? else {
-                continue;
-            };
-            let reclaimed = matches!(d.state, State::InFlight { .. });
-            let mut next = d.clone();
-            next.state = State::InFlight { lease_until };
-            next.attempts += 1;
-            next.updated_at = now;
-            let detail = format!(
-                "attempt {}{}",
-                next.attempts,
-                if reclaimed {
-                    " (previous lease expired)"
-                } else {
-                    ""
-                }
-            );
-            inner.commit_change(&d, &next, now, "claimed", Some(detail))?;
-            claims.push(Claim {
-                delivery: id,
-                recipient: d.recipient,
-                attempt: next.attempts,
-                lease_until,
-            });
+        // The earliest due across every recipient's queue.
+        let mut due = Vec::new();
+        for recipient in inner.agencies(keys::DUE)? {
+            due.extend(inner.due(&recipient, now, limit)?);
         }
-        Ok(claims)
+        due.sort_unstable();
+        due.truncate(limit);
+        inner.claim(due.into_iter().map(|(_, id)| id).collect(), now, lease)
     }
 
+    /// Claims up to `limit` push deliveries to `recipient` due at `now` (for a worker that
+    /// serves one endpoint).
+    pub fn claim_for(
+        &self,
+        recipient: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let inner = &self.inner;
+        let _w = inner.lock();
+        let due = inner.due(recipient, now, limit)?;
+        inner.claim(due.into_iter().map(|(_, id)| id).collect(), now, lease)
+    }
     /// The claimed attempt `attempt` delivered it (2xx).
     pub fn delivered(
         &self,
@@ -558,8 +672,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
     pub fn requeue(&self, id: DeliveryId, now: Timestamp) -> Result<Delivery, StoreError> {
         let inner = &self.inner;
         let _w = inner.lock();
-        let d = inner
-            .delivery(id)?
+        let mut r = inner.record_of(id)?;
+        let d = r
+            .delivery(id)
+            .cloned()
             .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))?;
         if !matches!(d.state, State::Dead { .. }) {
             return Err(StoreError::InvalidTransition {
@@ -573,9 +689,9 @@ impl<K: Kv, L: Log> Engine<K, L> {
             attempts: 0,
             since: now,
             updated_at: now,
-            ..d.clone()
+            ..d
         };
-        inner.commit_change(&d, &next, now, "requeued", None)?;
+        inner.commit(&mut r, next.clone(), now, "requeued", None)?;
         Ok(next)
     }
 
@@ -620,10 +736,11 @@ impl<K: Kv, L: Log> Engine<K, L> {
                 jiff::SignedDuration::try_from(retention).unwrap_or(jiff::SignedDuration::MAX),
             )
             .unwrap_or(Timestamp::MIN);
-        let start = [keys::BY_TIME];
-        let end = keys::by_time(ms(cutoff).saturating_add(1), MessageId(0));
+        // A message finished before the cutoff arrived before it: its id is below the
+        // cutoff's first id (one that arrived out of order waits for the next run).
+        let end = keys::message(MessageId::first_at(ms(cutoff).saturating_add(1)));
         let mut purged = 0;
-        let mut cursor = start.to_vec();
+        let mut cursor = vec![keys::MESSAGE];
         loop {
             let page = inner.kv.scan(&cursor, &end, 1024)?;
             let Some((last, _)) = page.last() else { break };
@@ -640,13 +757,18 @@ impl<K: Kv, L: Log> Engine<K, L> {
         }
         // Segments still holding a live body, and the watermark's, stay.
         let mut live = BTreeSet::new();
-        let bodies = inner
-            .kv
-            .scan(&[keys::BODY], &[keys::BODY + 1], usize::MAX)?;
-        for (_, v) in bodies {
-            let b: Body = decode(&v, "body")?;
-            if !b.purged {
-                live.insert(b.loc.segment);
+        let mut cursor = vec![keys::MESSAGE];
+        let end = [keys::MESSAGE + 1];
+        loop {
+            let page = inner.kv.scan(&cursor, &end, 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = last.clone();
+            cursor.push(0);
+            for (_, v) in page {
+                let r: Record = decode(&v, "message")?;
+                if !r.message.purged {
+                    live.insert(r.body.segment);
+                }
             }
         }
         let below = inner.watermark()?.segment;
@@ -665,25 +787,24 @@ impl<K: Kv, L: Log> Engine<K, L> {
     ) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let _w = inner.lock();
-        let Some(mut m) = inner.message(id)? else {
+        let Some(mut r) = inner.record(id)? else {
             return Ok(false);
         };
-        if m.purged {
-            return Ok(false);
-        }
-        let deliveries = self.deliveries(id)?;
-        if !deliveries
-            .iter()
-            .all(|d| d.state.is_terminal() && d.updated_at <= cutoff)
+        if r.message.purged
+            || !r
+                .deliveries
+                .iter()
+                .all(|d| d.state.is_terminal() && d.updated_at <= cutoff)
         {
             return Ok(false);
         }
-        m.purged = true;
-        let mut batch = vec![(keys::message(id), Some(encode(&m)))];
-        if let Some(mut b) = inner.body_entry(&m.digest)? {
-            b.purged = true;
-            batch.push((body_key(&m.digest)?, Some(encode(&b))));
-        }
+        // The acceptance receipt outlives the segment that holds it.
+        let receipt = inner.log.read_receipt(r.body, r.receipt_len)?;
+        r.message.purged = true;
+        let mut batch = vec![
+            (keys::message(id), Some(encode(&r))),
+            (keys::receipt(id, ACCEPTANCE_RECEIPT), Some(receipt)),
+        ];
         inner.event(&mut batch, id, now, None, "purged", None, None)?;
         inner.kv.apply(batch)?;
         Ok(true)
@@ -692,62 +813,66 @@ impl<K: Kv, L: Log> Engine<K, L> {
     /// Per-recipient figures: counts by state, oldest pending arrival, next due attempt.
     pub fn queues(&self) -> Result<Vec<QueueStats>, StoreError> {
         let inner = &self.inner;
-        let mut out = Vec::new();
-        let mut start = vec![keys::BY_STATE];
-        let end = vec![keys::BY_STATE + 1];
-        // Walk recipients by skipping from one recipient's keys to the next.
-        while let Some((k, _)) = inner.kv.scan(&start, &end, 1)?.pop() {
-            let Some(zero) = k.iter().position(|b| *b == 0) else {
-                break;
-            };
-            let recipient = String::from_utf8_lossy(&k[1..zero]).into_owned();
-            let mut stats = QueueStats {
-                recipient: recipient.clone(),
-                ..QueueStats::default()
-            };
-            for state in StateName::ALL {
-                let prefix = keys::by_state_of(&recipient, state);
-                let n = inner.kv.count(&prefix, &keys::prefix_end(&prefix))?;
-                if n > 0 {
-                    stats.counts.insert(state.to_string(), n);
-                }
-                if state.is_terminal() || n == 0 {
-                    continue;
-                }
-                if let Some((first, _)) =
-                    inner.kv.scan(&prefix, &keys::prefix_end(&prefix), 1)?.pop()
-                {
-                    if let Some(m) = keys::trailing_delivery(&first)
-                        .and_then(|d| inner.message(d.message).transpose())
-                    {
-                        let at = m?.received_at;
-                        stats.oldest_pending =
-                            Some(stats.oldest_pending.map_or(at, |o: Timestamp| o.min(at)));
-                    }
-                }
+        let mut out: BTreeMap<String, QueueStats> = BTreeMap::new();
+        let mut oldest: BTreeMap<String, MessageId> = BTreeMap::new();
+        let bump = |out: &mut BTreeMap<String, QueueStats>, r: &str, state: StateName, n| {
+            *stats_of(out, r)
+                .counts
+                .entry(state.to_string())
+                .or_insert(0) += n;
+        };
+        // Push: every waiting or leased delivery, its state in the value.
+        for recipient in inner.agencies(keys::DUE)? {
+            let prefix = keys::due_of(&recipient);
+            for (k, v) in inner
+                .kv
+                .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?
+            {
+                let (Some((due, id)), Some(state)) = (
+                    keys::parse_due(&k),
+                    v.first().and_then(|b| StateName::from_code(*b)),
+                ) else {
+                    return Err(StoreError::Corrupt(format!("due entry {k:?}")));
+                };
+                bump(&mut out, &recipient, state, 1);
+                let o = oldest.entry(recipient.clone()).or_insert(id.message);
+                *o = (*o).min(id.message);
                 if matches!(state, StateName::Queued | StateName::Retrying) {
-                    for (key, _) in
-                        inner
-                            .kv
-                            .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?
-                    {
-                        let Some(d) = keys::trailing_delivery(&key)
-                            .and_then(|id| inner.delivery(id).transpose())
-                        else {
-                            continue;
-                        };
-                        let d = d?;
-                        if let Some(due) = due_at(&d) {
-                            stats.next_due =
-                                Some(stats.next_due.map_or(due, |n: Timestamp| n.min(due)));
-                        }
-                    }
+                    let due = Timestamp::from_millisecond(due as i64).unwrap_or(Timestamp::MAX);
+                    let q = stats_of(&mut out, &recipient);
+                    q.next_due = Some(q.next_due.map_or(due, |n| n.min(due)));
                 }
             }
-            out.push(stats);
-            start = keys::prefix_end(&k[..=zero]);
         }
-        Ok(out)
+        // Pull: the inboxes, oldest first.
+        for recipient in inner.agencies(keys::INBOX)? {
+            let prefix = keys::inbox_of(&recipient);
+            let n = inner.kv.count(&prefix, &keys::prefix_end(&prefix))?;
+            bump(&mut out, &recipient, StateName::Queued, n);
+            if let Some((k, _)) = inner.kv.scan(&prefix, &keys::prefix_end(&prefix), 1)?.pop() {
+                if let Some(id) = keys::trailing_delivery(&k) {
+                    let o = oldest.entry(recipient.clone()).or_insert(id.message);
+                    *o = (*o).min(id.message);
+                }
+            }
+        }
+        // Finished.
+        for recipient in inner.agencies(keys::FINISHED)? {
+            for state in StateName::ALL.into_iter().filter(|s| s.is_terminal()) {
+                let prefix = keys::finished_of(&recipient, state);
+                let n = inner.kv.count(&prefix, &keys::prefix_end(&prefix))?;
+                if n > 0 {
+                    bump(&mut out, &recipient, state, n);
+                }
+            }
+        }
+        // Ids are allocated in arrival order: the smallest pending id is the oldest.
+        for (recipient, id) in oldest {
+            if let (Some(q), Some(m)) = (out.get_mut(&recipient), inner.message(id)?) {
+                q.oldest_pending = Some(m.received_at);
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     /// Messages matching `filter`, oldest first, `limit` per page, after `cursor`.
@@ -758,18 +883,16 @@ impl<K: Kv, L: Log> Engine<K, L> {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let inner = &self.inner;
-        let mut start = keys::by_time(filter.since.map_or(0, ms), MessageId(0));
-        if let Some(c) = cursor {
-            match inner.message(c)? {
-                Some(m) => {
-                    start = keys::by_time(ms(m.received_at), MessageId(c.0.saturating_add(1)))
-                }
-                None => return Err(StoreError::NotFound(format!("cursor {c}"))),
-            }
-        }
+        // Ids carry their arrival time: the window is a range of ids (widened at the end by
+        // the most an id's time can run ahead of its `received_at`), filtered exactly.
+        let first = MessageId::first_at(filter.since.map_or(0, ms));
+        let mut start = keys::message(match cursor {
+            Some(c) => MessageId(c.0.saturating_add(1).max(first.0)),
+            None => first,
+        });
         let end = match filter.until {
-            Some(u) => keys::by_time(ms(u), MessageId(0)),
-            None => vec![keys::BY_TIME + 1],
+            Some(u) => keys::message(MessageId::first_at(ms(u).saturating_add(ARRIVAL_SKEW_MS))),
+            None => vec![keys::MESSAGE + 1],
         };
         let mut page = Page::default();
         loop {
@@ -777,44 +900,19 @@ impl<K: Kv, L: Log> Engine<K, L> {
             let Some((last, _)) = chunk.last() else { break };
             start = last.clone();
             start.push(0);
-            for (k, _) in &chunk {
-                let Some(id) = keys::trailing_message(k) else {
-                    continue;
-                };
-                let Some(m) = inner.message(id)? else {
-                    continue;
-                };
-                if !self.matches(&m, filter)? {
+            for (_, v) in &chunk {
+                let r: Record = decode(v, "message")?;
+                if !matches(&r, filter) {
                     continue;
                 }
                 if page.messages.len() == limit {
                     page.next = page.messages.last().map(|m| m.id);
                     return Ok(page);
                 }
-                page.messages.push(m);
+                page.messages.push(r.message);
             }
         }
         Ok(page)
-    }
-
-    fn matches(&self, m: &Message, f: &Filter) -> Result<bool, StoreError> {
-        if f.sender.as_ref().is_some_and(|s| *s != m.sender)
-            || f.recipient
-                .as_ref()
-                .is_some_and(|r| !m.recipients.contains(r))
-            || f.document_id
-                .as_ref()
-                .is_some_and(|d| m.document_id.as_ref() != Some(d))
-        {
-            return Ok(false);
-        }
-        if let Some(state) = f.state {
-            let deliveries = self.deliveries(m.id)?;
-            return Ok(deliveries.iter().any(|d| {
-                d.state.name() == state && f.recipient.as_ref().is_none_or(|r| *r == d.recipient)
-            }));
-        }
-        Ok(true)
     }
 
     /// Makes every change so far durable (sled flush and fdatasync of its file), which also
@@ -833,26 +931,38 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let mut expected = BTreeSet::new();
         let all = inner
             .kv
-            .scan(&[keys::DELIVERY], &[keys::DELIVERY + 1], usize::MAX)
+            .scan(&[keys::MESSAGE], &[keys::MESSAGE + 1], usize::MAX)
             .map_err(err)?;
         for (_, v) in all {
-            let d: Delivery = decode(&v, "delivery").map_err(err)?;
-            if inner.message(d.id.message).map_err(err)?.is_none() {
-                return Err(format!("delivery {} without its message", d.id));
+            let r: Record = decode(&v, "message").map_err(err)?;
+            if r.deliveries.len() != r.message.recipients.len() {
+                return Err(format!(
+                    "message {}: deliveries and recipients differ",
+                    r.message.id
+                ));
             }
-            expected.extend(index_keys(&d));
+            for (i, d) in r.deliveries.iter().enumerate() {
+                if d.id.message != r.message.id
+                    || usize::from(d.id.index) != i
+                    || d.recipient != r.message.recipients[i]
+                {
+                    return Err(format!(
+                        "message {}: delivery {i} is {}",
+                        r.message.id, d.id
+                    ));
+                }
+                expected.extend(index_keys(d));
+            }
         }
         let mut found = BTreeSet::new();
-        for tag in [keys::BY_STATE, keys::DUE, keys::INBOX] {
-            for (k, _) in inner.kv.scan(&[tag], &[tag + 1], usize::MAX).map_err(err)? {
-                found.insert(k);
-            }
+        for tag in [keys::FINISHED, keys::DUE, keys::INBOX] {
+            found.extend(inner.kv.scan(&[tag], &[tag + 1], usize::MAX).map_err(err)?);
         }
         if let Some(k) = expected.difference(&found).next() {
             return Err(format!("missing index entry {k:?}"));
         }
         if let Some(k) = found.difference(&expected).next() {
-            return Err(format!("stray index entry {k:?}"));
+            return Err(format!("stray or stale index entry {k:?}"));
         }
         Ok(())
     }
@@ -882,6 +992,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
         if let Some(t) = self.syncer.take() {
             let _ = t.join();
         }
+        self.inner.to_answer.close();
+        if let Some(t) = self.answerer.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -893,6 +1007,36 @@ impl<K: Kv, L: Log> Drop for Engine<K, L> {
             tracing::error!(error = %e, "store: final sync failed; the log will be replayed");
         }
     }
+}
+
+/// Whether a message passes a listing filter.
+fn matches(r: &Record, f: &Filter) -> bool {
+    let m = &r.message;
+    if f.since.is_some_and(|t| m.received_at < t)
+        || f.until.is_some_and(|t| m.received_at >= t)
+        || f.sender.as_ref().is_some_and(|s| *s != m.sender)
+        || f.recipient
+            .as_ref()
+            .is_some_and(|r| !m.recipients.contains(r))
+        || f.document_id
+            .as_ref()
+            .is_some_and(|d| m.document_id.as_ref() != Some(d))
+    {
+        return false;
+    }
+    f.state.is_none_or(|state| {
+        r.deliveries.iter().any(|d| {
+            d.state.name() == state && f.recipient.as_ref().is_none_or(|r| *r == d.recipient)
+        })
+    })
+}
+
+/// `out`'s figures for recipient `r`, created empty.
+fn stats_of<'a>(out: &'a mut BTreeMap<String, QueueStats>, r: &str) -> &'a mut QueueStats {
+    out.entry(r.to_owned()).or_insert_with(|| QueueStats {
+        recipient: r.to_owned(),
+        ..QueueStats::default()
+    })
 }
 
 /// When a waiting push delivery is next due.
@@ -908,19 +1052,28 @@ fn due_at(d: &Delivery) -> Option<Timestamp> {
     }
 }
 
-/// The index keys a delivery in this state has (besides its record).
-fn index_keys(d: &Delivery) -> Vec<Vec<u8>> {
-    let mut out = vec![keys::by_state(&d.recipient, d.state.name(), d.id)];
-    if let Some(due) = due_at(d) {
-        out.push(keys::due(ms(due), d.id));
+/// The index entries (key, value) a delivery in this state has: a push delivery waiting or
+/// leased is in its recipient's due queue at its due time (the value is its state), a queued
+/// pull delivery is in the inbox, and a finished one is under its final state.
+fn index_keys(d: &Delivery) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let name = d.state.name();
+    if name.is_terminal() {
+        return vec![(keys::finished(&d.recipient, name, d.id), Vec::new())];
     }
-    if d.mode == Mode::Pull && d.state == State::Queued {
-        out.push(keys::inbox(&d.recipient, d.id));
+    match d.mode {
+        Mode::Push => due_at(d)
+            .map(|due| (keys::due(&d.recipient, ms(due), d.id), vec![name as u8]))
+            .into_iter()
+            .collect(),
+        Mode::Pull => (name == StateName::Queued)
+            .then(|| (keys::inbox(&d.recipient, d.id), Vec::new()))
+            .into_iter()
+            .collect(),
     }
-    out
 }
 
-fn body_key(digest_hex: &str) -> Result<Vec<u8>, StoreError> {
+/// The 32 bytes of a hex SHA-256.
+fn digest_bytes(digest_hex: &str) -> Result<[u8; 32], StoreError> {
     let mut digest = [0u8; 32];
     if digest_hex.len() != 64 {
         return Err(StoreError::Corrupt(format!("digest {digest_hex:?}")));
@@ -929,33 +1082,140 @@ fn body_key(digest_hex: &str) -> Result<Vec<u8>, StoreError> {
         *b = u8::from_str_radix(&digest_hex[2 * i..2 * i + 2], 16)
             .map_err(|_| StoreError::Corrupt(format!("digest {digest_hex:?}")))?;
     }
-    Ok(keys::body(&digest))
+    Ok(digest)
 }
 
 impl<K: Kv, L: Log> Inner<K, L> {
+    /// The next message id: at least the first id of its arrival millisecond, and above
+    /// every id given so far, so ids sort by arrival and never repeat.
+    fn allocate(&self, received_at: Timestamp) -> MessageId {
+        let floor = MessageId::first_at(ms(received_at)).0;
+        let prev = self
+            .next_id
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |next| {
+                Some(next.max(floor).saturating_add(1))
+            })
+            .unwrap_or_else(|n| n);
+        MessageId(prev.max(floor))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+    fn record(&self, id: MessageId) -> Result<Option<Record>, StoreError> {
         self.kv
             .get(&keys::message(id))?
             .map(|v| decode(&v, "message"))
             .transpose()
     }
 
-    fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        self.kv
-            .get(&keys::delivery(id))?
-            .map(|v| decode(&v, "delivery"))
-            .transpose()
+    /// The record holding delivery `id`.
+    fn record_of(&self, id: DeliveryId) -> Result<Record, StoreError> {
+        self.record(id.message)?
+            .filter(|r| r.delivery(id).is_some())
+            .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))
     }
 
-    fn body_entry(&self, digest_hex: &str) -> Result<Option<Body>, StoreError> {
-        self.kv
-            .get(&body_key(digest_hex)?)?
-            .map(|v| decode(&v, "body"))
-            .transpose()
+    fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        Ok(self.record(id)?.map(|r| r.message))
+    }
+
+    fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        Ok(self
+            .record(id.message)?
+            .and_then(|r| r.delivery(id).cloned()))
+    }
+
+    fn receipt(&self, id: MessageId, kind: u8) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(r) = self.kv.get(&keys::receipt(id, kind))? {
+            return Ok(Some(r));
+        }
+        if kind != ACCEPTANCE_RECEIPT {
+            return Ok(None);
+        }
+        // Until the bytes are purged, the acceptance receipt is read from the log record.
+        match self.record(id)? {
+            Some(r) if !r.message.purged => self.log.read_receipt(r.body, r.receipt_len).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Agencies that have keys under `tag` (`tag ‖ agency ‖ 0 ‖ ...`), skipping from one
+    /// agency's keys to the next.
+    fn agencies(&self, tag: u8) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = vec![tag];
+        let end = [tag + 1];
+        while let Some((k, _)) = self.kv.scan(&start, &end, 1)?.pop() {
+            let Some(agency) = keys::agency_of(&k) else {
+                return Err(StoreError::Corrupt(format!("index key {k:?}")));
+            };
+            start = keys::after_agency(tag, agency);
+            out.push(agency.to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` deliveries in `recipient`'s due queue due at `now`, earliest first,
+    /// with their due times.
+    fn due(
+        &self,
+        recipient: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeliveryId)>, StoreError> {
+        Ok(self
+            .kv
+            .scan(
+                &keys::due_of(recipient),
+                &keys::due_after(recipient, ms(now)),
+                limit,
+            )?
+            .iter()
+            .filter_map(|(k, _)| keys::parse_due(k))
+            .collect())
+    }
+
+    /// Leases each of `due` until `now + lease`. The caller holds the writer lock.
+    fn claim(
+        &self,
+        due: Vec<DeliveryId>,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let lease_until = add(now, lease);
+        let mut claims = Vec::with_capacity(due.len());
+        for id in due {
+            let mut r = self.record_of(id)?;
+            let Some(d) = r.delivery(id).cloned() else {
+                continue;
+            };
+            let reclaimed = matches!(d.state, State::InFlight { .. });
+            let next = Delivery {
+                state: State::InFlight { lease_until },
+                attempts: d.attempts + 1,
+                updated_at: now,
+                ..d
+            };
+            let detail = format!(
+                "attempt {}{}",
+                next.attempts,
+                if reclaimed {
+                    " (previous lease expired)"
+                } else {
+                    ""
+                }
+            );
+            claims.push(Claim {
+                delivery: id,
+                recipient: next.recipient.clone(),
+                attempt: next.attempts,
+                lease_until,
+            });
+            self.commit(&mut r, next, now, "claimed", Some(detail))?;
+        }
+        Ok(claims)
     }
 
     fn watermark(&self) -> Result<Position, StoreError> {
@@ -972,10 +1232,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
             return Ok(None);
         };
         let id: MessageId = decode(&v, "idempotency")?;
-        let receipt = self
-            .kv
-            .get(&keys::receipt(id, ACCEPTANCE_RECEIPT))?
-            .unwrap_or_default();
+        let receipt = self.receipt(id, ACCEPTANCE_RECEIPT)?.unwrap_or_default();
         Ok(Some(Accepted::Duplicate { id, receipt }))
     }
 
@@ -1022,9 +1279,10 @@ impl<K: Kv, L: Log> Inner<K, L> {
     ) -> Result<(), StoreError> {
         let prefix = keys::events_of(id);
         let stored = self.kv.last(&prefix, &keys::prefix_end(&prefix))?;
+        // Seq 0 is the acceptance, derived from the record.
         let mut seq = match stored {
             Some((k, _)) => u32::from_be_bytes(k[9..13].try_into().unwrap_or_default()) + 1,
-            None => 0,
+            None => 1,
         };
         // Events already in this batch come after the stored ones.
         seq += batch.iter().filter(|(k, _)| k.starts_with(&prefix)).count() as u32;
@@ -1040,29 +1298,6 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(())
     }
 
-    /// Adds to `batch` the writes that turn `old` into `new`: the record and its indexes.
-    fn change(
-        &self,
-        batch: &mut Vec<Op>,
-        old: &Delivery,
-        new: &Delivery,
-    ) -> Result<(), StoreError> {
-        let before = index_keys(old);
-        let after = index_keys(new);
-        for k in &before {
-            if !after.contains(k) {
-                batch.push((k.clone(), None));
-            }
-        }
-        for k in after {
-            if !before.contains(&k) {
-                batch.push((k, Some(Vec::new())));
-            }
-        }
-        batch.push((keys::delivery(new.id), Some(encode(new))));
-        Ok(())
-    }
-
     /// Applies `next(delivery)` if it returns a state; otherwise the transition is invalid.
     fn transition(
         &self,
@@ -1073,9 +1308,10 @@ impl<K: Kv, L: Log> Inner<K, L> {
         next: impl FnOnce(&Delivery) -> Option<State>,
     ) -> Result<Delivery, StoreError> {
         let _w = self.lock();
-        let d = self
-            .delivery(id)?
-            .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))?;
+        let mut r = self.record_of(id)?;
+        let Some(d) = r.delivery(id).cloned() else {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        };
         let Some(state) = next(&d) else {
             return Err(StoreError::InvalidTransition {
                 delivery: id,
@@ -1086,33 +1322,43 @@ impl<K: Kv, L: Log> Inner<K, L> {
         let new = Delivery {
             state,
             updated_at: now,
-            ..d.clone()
+            ..d
         };
-        self.commit_change(&d, &new, now, what, detail)?;
+        self.commit(&mut r, new.clone(), now, what, detail)?;
         Ok(new)
     }
 
-    /// Writes one delivery's move from `old` to `new` and its event, in one batch. The caller
-    /// holds the writer lock.
-    fn commit_change(
+    /// Writes one delivery's move to `new` in one batch: the record, the index entries that
+    /// change, and the event. The caller holds the writer lock.
+    fn commit(
         &self,
-        old: &Delivery,
-        new: &Delivery,
+        r: &mut Record,
+        new: Delivery,
         now: Timestamp,
         what: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
+        let i = usize::from(new.id.index);
+        let Some(old) = r.deliveries.get(i) else {
+            return Err(StoreError::NotFound(format!("delivery {}", new.id)));
+        };
         let mut batch = Vec::new();
-        self.change(&mut batch, old, new)?;
-        self.event(
-            &mut batch,
-            new.id.message,
-            now,
-            Some(new.id.index),
-            what,
-            Some(&new.state),
-            detail,
-        )?;
+        let before = index_keys(old);
+        let after = index_keys(&new);
+        for (k, _) in &before {
+            if !after.iter().any(|(a, _)| a == k) {
+                batch.push((k.clone(), None));
+            }
+        }
+        for entry in after {
+            if !before.contains(&entry) {
+                batch.push((entry.0, Some(entry.1)));
+            }
+        }
+        let (id, index, state) = (new.id.message, new.id.index, new.state.clone());
+        r.deliveries[i] = new;
+        batch.push((keys::message(id), Some(encode(&*r))));
+        self.event(&mut batch, id, now, Some(index), what, Some(&state), detail)?;
         self.kv.apply(batch)
     }
 
@@ -1128,12 +1374,13 @@ impl<K: Kv, L: Log> Inner<K, L> {
                     )));
                     continue;
                 }
-                match self.log.append(&p.meta_bytes, &p.receipt, &p.bytes) {
-                    Ok((loc, end)) => written.push(Written {
-                        meta: p.meta,
-                        receipt: p.receipt,
-                        loc,
-                        end,
+                match self
+                    .log
+                    .append(&p.meta_bytes, &p.receipt, &p.bytes)
+                    .and_then(|(loc, end)| Staged::new(p.meta, p.receipt, loc, end))
+                {
+                    Ok(staged) => written.push(Written {
+                        staged,
                         reply: p.reply,
                     }),
                     Err(e) => {
@@ -1165,22 +1412,23 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 fail_all(group, &format!("log sync: {e}"));
                 continue;
             }
-            let (records, replies): (Vec<_>, Vec<_>) = group
-                .into_iter()
-                .map(|w| ((w.meta, w.receipt, w.loc, w.end), w.reply))
-                .unzip();
-            match self.apply_group(records, false) {
-                Ok(results) => {
-                    for (r, reply) in results.into_iter().zip(replies) {
-                        let _ = reply.send(r);
-                    }
-                }
+            let (records, replies): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|w| (w.staged, w.reply)).unzip();
+            let answers: Vec<_> = match self.apply_group(records, false) {
+                Ok(results) => results.into_iter().zip(replies).collect(),
                 Err(e) => {
                     // Durable in the log, not in the map: a restart replays them.
                     tracing::error!(error = %e, "applying acceptances to the map failed");
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Io(e.to_string())));
-                    }
+                    replies
+                        .into_iter()
+                        .map(|reply| (Err(StoreError::Io(e.to_string())), reply))
+                        .collect()
+                }
+            };
+            if let Err(unsent) = self.to_answer.push(answers) {
+                // Cannot happen: the answer stage closes only after this one stopped.
+                for (result, reply) in unsent {
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -1190,17 +1438,27 @@ impl<K: Kv, L: Log> Inner<K, L> {
     /// the watermark past the last. Idempotent: replay may repeat records already applied.
     fn apply_group(
         &self,
-        records: Vec<(AcceptMeta, Vec<u8>, Loc, Position)>,
+        records: Vec<Staged>,
         replay: bool,
     ) -> Result<Vec<Result<Accepted, StoreError>>, StoreError> {
         let _w = self.lock();
-        let mut batch: Vec<Op> = Vec::new();
+        let mut batch: Vec<Op> = Vec::with_capacity(records.len() * 5 + 1);
         let mut group = Group::default();
-        let mut results = Vec::with_capacity(records.len());
+        let mut results: Vec<Result<Accepted, StoreError>> = Vec::with_capacity(records.len());
         let mut last = None;
-        for (meta, receipt, loc, end) in records {
-            last = Some(end);
-            results.push(self.apply_one(&mut batch, &mut group, &meta, receipt, loc, replay)?);
+        for staged in records {
+            last = Some(staged.end);
+            // The same sender and bytes twice in one group: the first one's answer.
+            if let Some(Ok(first)) = group.seen.get(&staged.idem).map(|&i| &results[i]) {
+                let dup = Accepted::Duplicate {
+                    id: first.id(),
+                    receipt: first.receipt().to_vec(),
+                };
+                results.push(Ok(dup));
+                continue;
+            }
+            let index = results.len();
+            results.push(self.apply_one(&mut batch, &mut group, staged, replay, index)?);
         }
         if let Some(end) = last {
             batch.push((keys::WATERMARK.to_vec(), Some(encode(&end))));
@@ -1215,30 +1473,28 @@ impl<K: Kv, L: Log> Inner<K, L> {
         &self,
         batch: &mut Vec<Op>,
         group: &mut Group,
-        meta: &AcceptMeta,
-        receipt: Vec<u8>,
-        loc: Loc,
+        staged: Staged,
         replay: bool,
+        index: usize,
     ) -> Result<Result<Accepted, StoreError>, StoreError> {
-        let digest_key = body_key(&meta.digest)?;
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(&digest_key[1..]);
-        let idem = keys::idempotency(&meta.sender, &digest);
+        let Staged {
+            meta,
+            receipt,
+            idem,
+            ops,
+            ..
+        } = staged;
         // Only a replay can meet a record already applied: a live id is new.
-        if replay && self.message(meta.id)?.is_some() {
+        if replay && self.record(meta.id)?.is_some() {
             return Ok(Ok(Accepted::New {
                 id: meta.id,
                 receipt,
             }));
         }
-        if let Some((id, receipt)) = group.seen.get(&idem) {
-            return Ok(Ok(Accepted::Duplicate {
-                id: *id,
-                receipt: receipt.clone(),
-            }));
-        }
-        if let Some(dup) = self.duplicate(&meta.sender, &digest)? {
-            return Ok(Ok(dup));
+        if let Some(v) = self.kv.get(&idem)? {
+            let id: MessageId = decode(&v, "idempotency")?;
+            let receipt = self.receipt(id, ACCEPTANCE_RECEIPT)?.unwrap_or_default();
+            return Ok(Ok(Accepted::Duplicate { id, receipt }));
         }
         let new_document = matches!(
             (&meta.document_id, meta.kind, meta.business_doc_type),
@@ -1257,78 +1513,19 @@ impl<K: Kv, L: Log> Inner<K, L> {
                     }
                 }
             }
-            if let Err(e) = self.conflict(meta) {
+            if let Err(e) = self.conflict(&meta) {
                 return Ok(Err(e));
             }
         }
         let id = meta.id;
-        group.seen.insert(idem.clone(), (id, receipt.clone()));
+        group.seen.insert(idem, index);
         if let Some(doc) = &meta.document_id {
             group
                 .documents
                 .entry(keys::document_of(&meta.sender, doc))
                 .or_insert((id, meta.digest.clone()));
         }
-        let message = Message {
-            id,
-            kind: meta.kind,
-            sender: meta.sender.clone(),
-            recipients: meta.recipients.iter().map(|r| r.agency.clone()).collect(),
-            document_id: meta.document_id.clone(),
-            business_doc_type: meta.business_doc_type,
-            digest: meta.digest.clone(),
-            size: loc.len,
-            received_at: meta.received_at,
-            verdict: meta.verdict.clone(),
-            purged: false,
-        };
-        let at = meta.received_at;
-        batch.extend([
-            (keys::message(id), Some(encode(&message))),
-            (keys::by_time(ms(at), id), Some(Vec::new())),
-            (idem, Some(encode(&id))),
-            (keys::receipt(id, ACCEPTANCE_RECEIPT), Some(receipt.clone())),
-            (digest_key, Some(encode(&Body { loc, purged: false }))),
-        ]);
-        if let Some(doc) = &meta.document_id {
-            batch.push((keys::document(&meta.sender, doc, id), Some(Vec::new())));
-        }
-        // One event for the acceptance and the queueing of every delivery.
-        let to: Vec<String> = meta
-            .recipients
-            .iter()
-            .map(|r| match r.mode {
-                Mode::Push => format!("{} (push)", r.agency),
-                Mode::Pull => format!("{} (pull)", r.agency),
-            })
-            .collect();
-        let event = Event {
-            seq: 0,
-            at,
-            delivery: None,
-            what: "accepted".into(),
-            state: Some(StateName::Queued),
-            detail: Some(format!("queued for {}", to.join(", "))),
-        };
-        batch.push((keys::event(id, 0), Some(encode(&event))));
-        for (i, r) in meta.recipients.iter().enumerate() {
-            let d = Delivery {
-                id: DeliveryId {
-                    message: id,
-                    index: i as u16,
-                },
-                recipient: r.agency.clone(),
-                mode: r.mode,
-                state: State::Queued,
-                attempts: 0,
-                since: at,
-                updated_at: at,
-            };
-            for k in index_keys(&d) {
-                batch.push((k, Some(Vec::new())));
-            }
-            batch.push((keys::delivery(d.id), Some(encode(&d))));
-        }
+        batch.extend(ops);
         Ok(Ok(Accepted::New { id, receipt }))
     }
 
@@ -1347,7 +1544,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
         for r in records {
             let meta: AcceptMeta = decode(&r.meta, "log record")?;
             max = max.max(meta.id.0);
-            group.push((meta, r.receipt, r.body, r.end));
+            group.push(Staged::new(meta, r.receipt, r.body, r.end)?);
             if group.len() == 1024 {
                 self.apply_group(std::mem::take(&mut group), true)?;
             }
@@ -1356,6 +1553,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
             self.apply_group(group, true)?;
         }
         self.next_id.store(max + 1, Ordering::SeqCst);
+        // (A later acceptance's id is also at least its arrival time's first id.)
         Ok(n)
     }
 }
@@ -1363,8 +1561,8 @@ impl<K: Kv, L: Log> Inner<K, L> {
 /// What earlier acceptances of one commit group decided.
 #[derive(Default)]
 struct Group {
-    /// Idempotency key → message and receipt.
-    seen: std::collections::HashMap<Vec<u8>, (MessageId, Vec<u8>)>,
+    /// Idempotency key → the index of its first acceptance's result.
+    seen: std::collections::HashMap<Vec<u8>, usize>,
     /// Sender and DocumentId prefix → first message and its digest.
     documents: std::collections::HashMap<Vec<u8>, (MessageId, String)>,
 }

@@ -4,49 +4,28 @@
 
 use super::model::{DeliveryId, MessageId, StateName};
 
-/// Message record.
+/// Message record (metadata and every delivery).
 pub const MESSAGE: u8 = b'm';
-/// Delivery record.
-pub const DELIVERY: u8 = b'd';
 /// Event log.
 pub const EVENT: u8 = b'e';
 /// Receipts.
 pub const RECEIPT: u8 = b'r';
-/// Due queue of push deliveries.
+/// Due queues of push deliveries, one per recipient.
 pub const DUE: u8 = b'q';
 /// Inboxes of pull deliveries.
 pub const INBOX: u8 = b'i';
-/// Deliveries by recipient and state.
-pub const BY_STATE: u8 = b's';
-/// Messages by arrival.
-pub const BY_TIME: u8 = b't';
+/// Finished deliveries by recipient and state.
+pub const FINISHED: u8 = b's';
 /// Idempotency: sender and digest.
 pub const IDEMPOTENCY: u8 = b'h';
 /// Messages by sender and DocumentId.
 pub const DOCUMENT: u8 = b'k';
-/// Bodies by digest.
-pub const BODY: u8 = b'b';
 /// The applied-log watermark.
 pub const WATERMARK: &[u8] = b"w";
 
 /// `m ‖ id`
 pub fn message(id: MessageId) -> Vec<u8> {
-    let mut k = vec![MESSAGE];
-    k.extend_from_slice(&id.0.to_be_bytes());
-    k
-}
-
-/// `d ‖ id ‖ idx`
-pub fn delivery(id: DeliveryId) -> Vec<u8> {
-    let mut k = vec![DELIVERY];
-    k.extend_from_slice(&id.message.0.to_be_bytes());
-    k.extend_from_slice(&id.index.to_be_bytes());
-    k
-}
-
-/// `d ‖ id`: every delivery of a message.
-pub fn deliveries_of(id: MessageId) -> Vec<u8> {
-    message_prefix(DELIVERY, id)
+    message_prefix(MESSAGE, id)
 }
 
 /// `e ‖ id ‖ seq`
@@ -74,22 +53,38 @@ fn message_prefix(tag: u8, id: MessageId) -> Vec<u8> {
     k
 }
 
-/// `q ‖ due_ms ‖ id ‖ idx`
-pub fn due(due_ms: u64, id: DeliveryId) -> Vec<u8> {
-    let mut k = vec![DUE];
+/// `q ‖ recipient ‖ 0 ‖ due_ms ‖ id ‖ idx`
+pub fn due(recipient: &str, due_ms: u64, id: DeliveryId) -> Vec<u8> {
+    let mut k = due_of(recipient);
     k.extend_from_slice(&due_ms.to_be_bytes());
-    k.extend_from_slice(&id.message.0.to_be_bytes());
-    k.extend_from_slice(&id.index.to_be_bytes());
+    push_delivery(&mut k, id);
     k
 }
 
-/// The delivery of a `q` key.
+/// `q ‖ recipient ‖ 0`: one recipient's due queue.
+pub fn due_of(recipient: &str) -> Vec<u8> {
+    agency_prefix(DUE, recipient)
+}
+
+/// The first key of `recipient`'s queue due after `due_ms`.
+pub fn due_after(recipient: &str, due_ms: u64) -> Vec<u8> {
+    let mut k = due_of(recipient);
+    k.extend_from_slice(&due_ms.saturating_add(1).to_be_bytes());
+    k
+}
+
+/// The due time and delivery of a `q` key.
 pub fn parse_due(key: &[u8]) -> Option<(u64, DeliveryId)> {
-    if key.len() != 19 || key[0] != DUE {
-        return None;
-    }
-    let due = u64::from_be_bytes(key[1..9].try_into().ok()?);
-    Some((due, delivery_at(&key[9..19])?))
+    let start = key.len().checked_sub(18)?;
+    let due = u64::from_be_bytes(key.get(start..start + 8)?.try_into().ok()?);
+    Some((due, delivery_at(&key[start + 8..])?))
+}
+
+/// The agency of a key that starts with `tag ‖ agency ‖ 0`.
+pub fn agency_of(key: &[u8]) -> Option<&str> {
+    let rest = key.get(1..)?;
+    let zero = rest.iter().position(|b| *b == 0)?;
+    std::str::from_utf8(&rest[..zero]).ok()
 }
 
 /// `i ‖ recipient ‖ 0 ‖ id ‖ idx`
@@ -105,24 +100,16 @@ pub fn inbox_of(recipient: &str) -> Vec<u8> {
 }
 
 /// `s ‖ recipient ‖ 0 ‖ state ‖ id ‖ idx`
-pub fn by_state(recipient: &str, state: StateName, id: DeliveryId) -> Vec<u8> {
-    let mut k = by_state_of(recipient, state);
+pub fn finished(recipient: &str, state: StateName, id: DeliveryId) -> Vec<u8> {
+    let mut k = finished_of(recipient, state);
     push_delivery(&mut k, id);
     k
 }
 
 /// `s ‖ recipient ‖ 0 ‖ state`
-pub fn by_state_of(recipient: &str, state: StateName) -> Vec<u8> {
-    let mut k = agency_prefix(BY_STATE, recipient);
+pub fn finished_of(recipient: &str, state: StateName) -> Vec<u8> {
+    let mut k = agency_prefix(FINISHED, recipient);
     k.push(state as u8);
-    k
-}
-
-/// `t ‖ received_ms ‖ id`
-pub fn by_time(received_ms: u64, id: MessageId) -> Vec<u8> {
-    let mut k = vec![BY_TIME];
-    k.extend_from_slice(&received_ms.to_be_bytes());
-    k.extend_from_slice(&id.0.to_be_bytes());
     k
 }
 
@@ -148,11 +135,9 @@ pub fn document(sender: &str, document_id: &str, id: MessageId) -> Vec<u8> {
     k
 }
 
-/// `b ‖ digest`
-pub fn body(digest: &[u8; 32]) -> Vec<u8> {
-    let mut k = vec![BODY];
-    k.extend_from_slice(digest);
-    k
+/// The first key after every `tag ‖ agency ‖ 0 ‖ ...` key.
+pub fn after_agency(tag: u8, agency: &str) -> Vec<u8> {
+    prefix_end(&agency_prefix(tag, agency))
 }
 
 fn agency_prefix(tag: u8, agency: &str) -> Vec<u8> {
@@ -214,9 +199,13 @@ mod tests {
             message: MessageId(1),
             index: 3,
         };
-        assert!(due(1_000, a) < due(2_000, b));
-        assert!(due(1_000, b) < due(1_000, a));
-        assert_eq!(parse_due(&due(77, a)), Some((77, a)));
+        let r = "000.00.00.H29";
+        assert!(due(r, 1_000, a) < due(r, 2_000, b));
+        assert!(due(r, 1_000, b) < due(r, 1_000, a));
+        assert!(due(r, 1_000, a) < due_after(r, 1_000));
+        assert!(due(r, 1_001, b) >= due_after(r, 1_000));
+        assert_eq!(parse_due(&due(r, 77, a)), Some((77, a)));
+        assert_eq!(agency_of(&due(r, 77, a)), Some(r));
         assert_eq!(trailing_delivery(&inbox("000.00.00.H29", b)), Some(b));
     }
 

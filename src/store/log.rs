@@ -78,6 +78,8 @@ pub trait Log: Send + Sync + 'static {
     fn sync(&self) -> Result<(), StoreError>;
     /// The package bytes at `loc`.
     fn read(&self, loc: Loc) -> Result<Vec<u8>, StoreError>;
+    /// The receipt of the record whose body is at `body` (`len` bytes, just before it).
+    fn read_receipt(&self, body: Loc, len: u64) -> Result<Vec<u8>, StoreError>;
     /// Every complete record after `from`, in order (torn tails truncated).
     fn replay(&self, from: Position) -> Result<Vec<Replayed>, StoreError>;
     /// Deletes segments numbered below `below` that are not in `live`; returns how many.
@@ -270,6 +272,18 @@ impl Log for FileLog {
         Ok(buf)
     }
 
+    fn read_receipt(&self, body: Loc, len: u64) -> Result<Vec<u8>, StoreError> {
+        let offset = body
+            .offset
+            .checked_sub(len)
+            .ok_or_else(|| StoreError::Corrupt(format!("receipt of {len} bytes at {body:?}")))?;
+        self.read(Loc {
+            segment: body.segment,
+            offset,
+            len,
+        })
+    }
+
     fn replay(&self, from: Position) -> Result<Vec<Replayed>, StoreError> {
         let mut out = Vec::new();
         let segments: Vec<u64> = list(&self.dir)?
@@ -452,6 +466,13 @@ impl Log for MemLog {
         r.get(loc.offset as usize)
             .map(|(_, _, b)| b.as_ref().clone())
             .ok_or_else(|| StoreError::Corrupt(format!("no record {}", loc.offset)))
+    }
+
+    fn read_receipt(&self, body: Loc, _len: u64) -> Result<Vec<u8>, StoreError> {
+        let r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        r.get(body.offset as usize)
+            .map(|(_, receipt, _)| receipt.clone())
+            .ok_or_else(|| StoreError::Corrupt(format!("no record {}", body.offset)))
     }
 
     fn replay(&self, from: Position) -> Result<Vec<Replayed>, StoreError> {

@@ -38,43 +38,55 @@
 //! at-least-once, with a stable delivery id (`<message id>-<recipient index>`) receivers use to
 //! deduplicate.
 //!
-//! Group commit, in two pipelined stages: the `store-write` thread appends every waiting
-//! record to the current segment (page cache only) and hands them on; the `store-sync` thread
-//! takes everything written so far, issues one `fdatasync`, applies the group to the map in
-//! log order in one batch and answers every acceptance in it. A group closes when the previous
-//! sync returns, so a lone acceptance waits for one sync and throughput grows with the number
-//! of concurrent submitters; writing the next group overlaps the sync of the current one.
+//! Group commit, in pipelined stages: the `store-write` thread appends every waiting record
+//! to the current segment (page cache only) and works out its map writes (the record
+//! encoded, every key built) off the serial path; the `store-sync` thread takes everything
+//! written so far, issues one `fdatasync`, applies the group to the map in log order in one
+//! batch (only the checks that need the map in log order — duplicates, DocumentId conflicts —
+//! happen there); the `store-answer` thread wakes the submitters. A group closes when the
+//! previous sync returns, so a lone acceptance waits for one sync and throughput grows with the
+//! number of concurrent submitters; writing the next group overlaps the sync of the current
+//! one.
 //!
 //! # Map layout (one sled tree; the first byte names the index; integers big-endian)
 //! ```text
-//! m ‖ id:u64                                  → Message
-//! d ‖ id:u64 ‖ idx:u16                        → Delivery
-//! e ‖ id:u64 ‖ seq:u32                        → Event          (append-only)
-//! r ‖ id:u64 ‖ kind:u8                        → receipt bytes   (0 = acceptance)
-//! q ‖ due_ms:u64 ‖ id:u64 ‖ idx:u16           → ()  push deliveries waiting or leased:
-//!                                                   due = next attempt, or lease expiry
+//! m ‖ id:u64                                  → Record {message, deliveries[], body loc,
+//!                                                receipt length}
+//! e ‖ id:u64 ‖ seq:u32                        → Event          (append-only; seq ≥ 1)
+//! r ‖ id:u64 ‖ kind:u8                        → receipt bytes
+//! q ‖ recipient ‖ 0 ‖ due_ms:u64 ‖ id ‖ idx   → state:u8  push deliveries queued, retrying or
+//!                                                   leased: due = next attempt, or lease expiry
 //! i ‖ recipient ‖ 0 ‖ id:u64 ‖ idx:u16        → ()  pull deliveries waiting in an inbox
-//! s ‖ recipient ‖ 0 ‖ state:u8 ‖ id ‖ idx     → ()  every delivery, by recipient and state
-//! t ‖ received_ms:u64 ‖ id:u64                → ()  messages by arrival
+//! s ‖ recipient ‖ 0 ‖ state:u8 ‖ id ‖ idx     → ()  finished deliveries, by final state
 //! h ‖ sender ‖ 0 ‖ sha256:32                  → id  idempotency (same sender, same bytes)
 //! k ‖ sender ‖ 0 ‖ document id ‖ 0 ‖ id:u64   → ()  messages by DocumentId
-//! b ‖ sha256:32                               → Body {segment, offset, len, purged}
 //! w                                           → Watermark {segment, offset}: log applied up to
 //! ```
-//! Because `q` sorts by due time, "what is due now" is a range scan from the start to now;
-//! a leased delivery sits at its lease expiry, so a crashed worker's delivery becomes due again
-//! by itself. Values are JSON behind a one-byte format version ([`codec`]).
+//! An acceptance writes `m`, `h`, one `q` or `i` entry per recipient (and `k` when the
+//! package has a DocumentId): sled's cost is per key (≈ 6 µs each in a batch), so nothing
+//! that can be derived is stored. Deliveries live in the message record; each transition
+//! rewrites it with the index entries that change, in one batch. The acceptance event (seq 0)
+//! is derived from the record. The acceptance receipt stays in the log record beside the
+//! package (read back by location) and is copied to `r ‖ id ‖ 0` when the bytes are purged.
+//! Message ids carry their arrival time (the high 44 bits are at least the arrival's Unix
+//! millisecond, see [`MessageId`]), so `m` is also the time index.
+//!
+//! Because each `q` queue sorts by due time, "what is due now for this recipient" is a range
+//! scan from the start to now, and [`Engine::claim`] merges the recipients' queues; a leased
+//! delivery sits at its lease expiry, so a crashed worker's delivery becomes due again by
+//! itself. Values are JSON behind a one-byte format version ([`codec`]).
 //!
 //! # Invariants (checked by the model-based tests after every step)
-//! 1. Every message has exactly one delivery per recipient, and every delivery exactly one
-//!    `s` entry, matching its state.
+//! 1. Every message record holds exactly one delivery per recipient, in recipient order.
 //! 2. A push delivery has a `q` entry iff it is queued, retrying or in flight, at its due time
-//!    (next attempt or lease expiry); a pull delivery has an `i` entry iff it is queued.
+//!    (next attempt or lease expiry), holding its state; a pull delivery has an `i` entry iff
+//!    it is queued; a finished delivery has exactly one `s` entry, under its final state.
 //! 3. Terminal states (delivered, rejected, dead, cancelled) never change again, except
 //!    dead → queued by an explicit requeue.
 //! 4. Every transition is one atomic batch that also appends an event; events are never
 //!    rewritten.
-//! 5. One message per (sender, package SHA-256); one body per SHA-256; a new document
+//! 5. One message, and so one stored copy of the bytes, per (sender, package SHA-256) (the
+//!    same signed bytes from two senders cannot both pass the sender check); a new document
 //!    (BussinessDocType 0) per (sender, DocumentId) unless the bytes are identical.
 //! 6. Nothing acknowledged is lost: every acceptance `accept` returned is in the log before
 //!    the return and in the map after any restart.

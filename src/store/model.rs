@@ -7,10 +7,22 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// A message: one accepted package. Allocated in increasing order, so ids sort by arrival.
+/// A message: one accepted package. Allocated in increasing order, so ids sort by arrival:
+/// the high 44 bits are at least the arrival time in Unix milliseconds, the low 20 bits count
+/// within that millisecond. The store's time index is the message key itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MessageId(pub u64);
+
+impl MessageId {
+    /// Bits of an id below its millisecond.
+    pub const SEQUENCE_BITS: u32 = 20;
+
+    /// The first id of Unix millisecond `ms`.
+    pub fn first_at(ms: u64) -> MessageId {
+        MessageId(ms.saturating_mul(1 << Self::SEQUENCE_BITS))
+    }
+}
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -232,6 +244,11 @@ impl StateName {
         StateName::Dead,
         StateName::Cancelled,
     ];
+
+    /// The name with this index code.
+    pub fn from_code(code: u8) -> Option<StateName> {
+        StateName::ALL.into_iter().find(|s| *s as u8 == code)
+    }
 
     /// Whether no further attempt follows.
     pub fn is_terminal(self) -> bool {

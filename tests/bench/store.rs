@@ -12,6 +12,9 @@
 //!   one `fdatasync` per 1 and per 8 packages, which is what the disk allows right now (it
 //!   varies from day to day on a virtual disk).
 //!
+//! `TRUC_BENCH_ONLY="1 KB"` (or `100 KB`, `5 MB`) runs one size, `TRUC_BENCH_THREADS=16,32`
+//! chooses the submitter counts.
+//!
 //! `cargo bench --bench store -- recovery` instead fills a store with a million pending
 //! push deliveries, leases them all, reopens it, and measures how long until the first
 //! expired lease is claimed again.
@@ -169,7 +172,11 @@ fn throughput() {
             raw(size, 1, seconds),
             raw(size, 8, seconds)
         );
-        for threads in [1, 16, 32] {
+        let threads: Vec<usize> = std::env::var("TRUC_BENCH_THREADS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 16, 32]);
+        for threads in threads {
             let mut closed = run(size, threads, Duration::ZERO, seconds);
             let rate = closed.rate();
             let half = rate / 2.0;

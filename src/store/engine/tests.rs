@@ -657,6 +657,73 @@ fn concurrent_acceptances_share_syncs() {
     );
 }
 
+/// Identical packages and reused DocumentIds sent at the same moment, so that they meet in
+/// one commit group: one message each, every duplicate answered with its id and receipt, every
+/// other new document with the same DocumentId refused.
+#[test]
+fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let results: Vec<(Result<Accepted, StoreError>, Result<Accepted, StoreError>)> =
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = (0..16)
+                        .map(|th| {
+                            scope.spawn(move || {
+                                let same = s.accept(
+                                    new(G12, &[(H29, Mode::Push)], b"same", None, t(0)),
+                                    &receipt,
+                                );
+                                let body = format!("doc {th}");
+                                let doc = s.accept(
+                                    new(
+                                        G12,
+                                        &[(H41, Mode::Pull)],
+                                        body.as_bytes(),
+                                        Some(("D-shared", 0)),
+                                        t(0),
+                                    ),
+                                    &receipt,
+                                );
+                                (same, doc)
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+            let ids: std::collections::BTreeSet<MessageId> = results
+                .iter()
+                .map(|(same, _)| same.as_ref().unwrap().id())
+                .collect();
+            assert_eq!(ids.len(), 1, "{}: one message for the same bytes", h.name());
+            let id = *ids.first().unwrap();
+            let new_ones = results
+                .iter()
+                .filter(|(same, _)| matches!(same, Ok(Accepted::New { .. })))
+                .count();
+            assert_eq!(new_ones, 1);
+            assert!(
+                results
+                    .iter()
+                    .all(|(same, _)| same.as_ref().unwrap().receipt() == receipt(id))
+            );
+            let accepted: Vec<MessageId> = results
+                .iter()
+                .filter_map(|(_, doc)| doc.as_ref().ok().map(Accepted::id))
+                .collect();
+            assert_eq!(accepted.len(), 1, "one new document per DocumentId");
+            for (_, doc) in &results {
+                if let Err(e) = doc {
+                    assert!(
+                        matches!(e, StoreError::Conflict { existing, .. } if *existing == accepted[0]),
+                        "{e}"
+                    );
+                }
+            }
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
 /// Model-based: random sequences of operations against a reference model of the delivery
 /// state machine, on both implementations; after every step each delivery's state and
 /// attempt count match the model and the indexes are consistent.
