@@ -67,6 +67,7 @@ fn message(bytes: Vec<u8>, to: &[&str]) -> NewMessage {
         document_id: None,
         business_doc_type: None,
         verdict: "valid".into(),
+        summary: Default::default(),
         bytes,
         received_at: now(),
     }

@@ -34,6 +34,22 @@ const ARRIVAL_SKEW_MS: u64 = 60_000;
 
 /// Receipt kind of the acceptance receipt.
 pub const ACCEPTANCE_RECEIPT: u8 = 0;
+/// Receipt kind: delivered (pushed with a 2xx, or acknowledged).
+pub const DELIVERY_RECEIPT: u8 = 1;
+/// Receipt kind: rejected by the recipient, or dead.
+pub const FAILURE_RECEIPT: u8 = 2;
+/// Receipt kind: cancelled before delivery.
+pub const CANCELLATION_RECEIPT: u8 = 3;
+
+/// The receipt kind a delivery reaching `state` gets, if any.
+fn receipt_kind(state: &State) -> Option<u8> {
+    match state {
+        State::Delivered { .. } => Some(DELIVERY_RECEIPT),
+        State::Rejected { .. } | State::Dead { .. } => Some(FAILURE_RECEIPT),
+        State::Cancelled { .. } => Some(CANCELLATION_RECEIPT),
+        State::Queued | State::InFlight { .. } | State::Retrying { .. } => None,
+    }
+}
 
 /// Store settings.
 #[derive(Clone, Debug)]
@@ -61,6 +77,8 @@ struct AcceptMeta {
     document_id: Option<String>,
     business_doc_type: Option<u8>,
     verdict: String,
+    #[serde(default)]
+    summary: Summary,
     received_at: Timestamp,
     digest: String,
 }
@@ -229,6 +247,7 @@ impl Staged {
                 size: loc.len,
                 received_at: at,
                 verdict: meta.verdict.clone(),
+                summary: meta.summary.clone(),
                 purged: false,
             },
             deliveries,
@@ -260,6 +279,8 @@ fn fail_all(items: Vec<Written>, why: &str) {
 struct Inner<K, L> {
     kv: K,
     log: L,
+    /// Signs the receipt of every delivery that reaches a final state (none until set).
+    receipts: std::sync::OnceLock<ReceiptBuilder>,
     /// Serializes every write to the map.
     write: Mutex<()>,
     next_id: AtomicU64,
@@ -323,6 +344,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let inner = Arc::new(Inner {
             kv,
             log,
+            receipts: std::sync::OnceLock::new(),
             write: Mutex::new(()),
             next_id: AtomicU64::new(1),
             to_write: Handoff::default(),
@@ -396,6 +418,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             document_id: m.document_id,
             business_doc_type: m.business_doc_type,
             verdict: m.verdict,
+            summary: m.summary,
             received_at: m.received_at,
             digest: crate::pki::hex(&digest),
         };
@@ -477,30 +500,55 @@ impl<K: Kv, L: Log> Engine<K, L> {
         self.inner.receipt(id, kind)
     }
 
-    /// Stores a later receipt (delivery, failure) for a message, with an event.
-    pub fn add_receipt(
+    /// From now on, every delivery that reaches a final state gets a receipt from `builder`,
+    /// written in the same batch as the transition and listed in the sender's feed. Set once;
+    /// a second call is refused.
+    pub fn set_receipts(&self, builder: ReceiptBuilder) -> Result<(), StoreError> {
+        self.inner
+            .receipts
+            .set(builder)
+            .map_err(|_| StoreError::Invalid("the receipt builder is already set".into()))
+    }
+
+    /// The receipt of `kind` about one delivery.
+    pub fn delivery_receipt(
         &self,
-        id: MessageId,
+        id: DeliveryId,
         kind: u8,
-        receipt: Vec<u8>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let _w = inner.lock();
-        if inner.message(id)?.is_none() {
-            return Err(StoreError::NotFound(format!("message {id}")));
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.kv.get(&keys::delivery_receipt(id, kind))
+    }
+
+    /// Receipts issued for `addressee`'s deliveries after feed position `after`, oldest
+    /// first.
+    pub fn receipts_for(
+        &self,
+        addressee: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ReceiptEntry>, StoreError> {
+        let prefix = keys::feed_of(addressee);
+        let start = match after {
+            Some(seq) => keys::feed(addressee, seq.saturating_add(1)),
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in self
+            .inner
+            .kv
+            .scan(&start, &keys::prefix_end(&prefix), limit)?
+        {
+            let Some(seq) = keys::trailing_message(&k).map(|m| m.0) else {
+                continue;
+            };
+            let (delivery, kind): (DeliveryId, u8) = decode(&v, "receipt feed")?;
+            out.push(ReceiptEntry {
+                seq,
+                delivery,
+                kind,
+            });
         }
-        let mut batch = vec![(keys::receipt(id, kind), Some(receipt))];
-        inner.event(
-            &mut batch,
-            id,
-            now,
-            None,
-            "receipt",
-            None,
-            Some(format!("kind {kind}")),
-        )?;
-        inner.kv.apply(batch)
+        Ok(out)
     }
 
     /// Claims up to `limit` push deliveries due at `now` (queued, retry due, or with an expired
@@ -1354,6 +1402,20 @@ impl<K: Kv, L: Log> Inner<K, L> {
             if !before.contains(&entry) {
                 batch.push((entry.0, Some(entry.1)));
             }
+        }
+        let kind = receipt_kind(&new.state).filter(|_| !old.state.is_terminal());
+        if let (Some(kind), Some(build)) = (kind, self.receipts.get()) {
+            let receipt = build(&r.message, &new, kind);
+            batch.push((keys::delivery_receipt(new.id, kind), Some(receipt)));
+            let feed = keys::feed_of(&r.message.sender);
+            let seq = match self.kv.last(&feed, &keys::prefix_end(&feed))? {
+                Some((k, _)) => keys::trailing_message(&k).map_or(0, |m| m.0) + 1,
+                None => 0,
+            };
+            batch.push((
+                keys::feed(&r.message.sender, seq),
+                Some(encode(&(new.id, kind))),
+            ));
         }
         let (id, index, state) = (new.id.message, new.id.index, new.state.clone());
         r.deliveries[i] = new;

@@ -10,6 +10,8 @@ pub const MESSAGE: u8 = b'm';
 pub const EVENT: u8 = b'e';
 /// Receipts.
 pub const RECEIPT: u8 = b'r';
+/// Receipt feeds: receipts issued for a sender's deliveries, in issue order.
+pub const FEED: u8 = b'x';
 /// Due queues of push deliveries, one per recipient.
 pub const DUE: u8 = b'q';
 /// Inboxes of pull deliveries.
@@ -45,6 +47,25 @@ pub fn receipt(id: MessageId, kind: u8) -> Vec<u8> {
     let mut k = message_prefix(RECEIPT, id);
     k.push(kind);
     k
+}
+
+/// `r ‖ id ‖ kind ‖ idx`: a receipt about one delivery.
+pub fn delivery_receipt(id: DeliveryId, kind: u8) -> Vec<u8> {
+    let mut k = receipt(id.message, kind);
+    k.extend_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+/// `x ‖ addressee ‖ 0 ‖ seq`
+pub fn feed(addressee: &str, seq: u64) -> Vec<u8> {
+    let mut k = feed_of(addressee);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `x ‖ addressee ‖ 0`
+pub fn feed_of(addressee: &str) -> Vec<u8> {
+    agency_prefix(FEED, addressee)
 }
 
 fn message_prefix(tag: u8, id: MessageId) -> Vec<u8> {

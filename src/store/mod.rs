@@ -53,7 +53,11 @@
 //! m ‖ id:u64                                  → Record {message, deliveries[], body loc,
 //!                                                receipt length}
 //! e ‖ id:u64 ‖ seq:u32                        → Event          (append-only; seq ≥ 1)
-//! r ‖ id:u64 ‖ kind:u8                        → receipt bytes
+//! r ‖ id:u64 ‖ kind:u8                        → acceptance receipt (kind 0), once purged
+//! r ‖ id:u64 ‖ kind:u8 ‖ idx:u16              → receipt about one delivery (delivery, failure,
+//!                                                cancellation), signed by the hub's builder
+//!                                                in the transition's batch
+//! x ‖ sender ‖ 0 ‖ seq:u64                    → (delivery, kind)  the sender's receipt feed
 //! q ‖ recipient ‖ 0 ‖ due_ms:u64 ‖ id ‖ idx   → state:u8  push deliveries queued, retrying or
 //!                                                   leased: due = next attempt, or lease expiry
 //! i ‖ recipient ‖ 0 ‖ id:u64 ‖ idx:u16        → ()  pull deliveries waiting in an inbox
@@ -98,5 +102,8 @@ pub mod kv;
 pub mod log;
 pub mod model;
 
-pub use engine::{ACCEPTANCE_RECEIPT, Engine, MemStore, Options, Store};
+pub use engine::{
+    ACCEPTANCE_RECEIPT, CANCELLATION_RECEIPT, DELIVERY_RECEIPT, Engine, FAILURE_RECEIPT, MemStore,
+    Options, Store,
+};
 pub use model::*;

@@ -114,10 +114,27 @@ pub struct NewMessage {
     pub business_doc_type: Option<u8>,
     /// One line on how the signature was verified.
     pub verdict: String,
+    /// What an inbox listing shows of it.
+    pub summary: Summary,
     /// The exact bytes received.
     pub bytes: Vec<u8>,
     /// When the hub received it.
     pub received_at: Timestamp,
+}
+
+/// What a recipient's inbox listing shows of a package besides its ids: `Code` and
+/// `Subject` of an edoc package (none for a status package).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `Code/CodeNumber`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// `Code/CodeNotation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notation: Option<String>,
+    /// `Subject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// An accepted message's metadata.
@@ -143,6 +160,9 @@ pub struct Message {
     pub received_at: Timestamp,
     /// Signature verification summary.
     pub verdict: String,
+    /// What an inbox listing shows of it.
+    #[serde(default)]
+    pub summary: Summary,
     /// Whether the package bytes have been purged (metadata and receipts remain).
     pub purged: bool,
 }
@@ -324,6 +344,23 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
+
+/// A receipt issued for one delivery, as listed in its addressee's (the sender's) feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptEntry {
+    /// Position in the feed (pass as `after` for the next page).
+    pub seq: u64,
+    /// The delivery it is about.
+    pub delivery: DeliveryId,
+    /// `DELIVERY_RECEIPT`, `FAILURE_RECEIPT` or `CANCELLATION_RECEIPT`.
+    pub kind: u8,
+}
+
+/// Builds the signed receipt for a delivery that has just reached a final state: the
+/// message, the delivery in that state (its `updated_at` is the time to state) and the receipt
+/// kind. Called under the store's writer lock, so the receipt is written in the same batch as
+/// the transition.
+pub type ReceiptBuilder = Box<dyn Fn(&Message, &Delivery, u8) -> Vec<u8> + Send + Sync>;
 
 /// What `accept` did.
 #[derive(Clone, Debug, PartialEq, Eq)]

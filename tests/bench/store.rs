@@ -54,6 +54,7 @@ fn message(tag: u64, size: usize) -> NewMessage {
         document_id: None,
         business_doc_type: None,
         verdict: "valid".into(),
+        summary: Default::default(),
         bytes,
         received_at: Timestamp::from_second(1_780_000_000).unwrap(),
     }

@@ -85,6 +85,7 @@ fn new(
         document_id: doc.map(|d| d.0.to_owned()),
         business_doc_type: doc.map(|d| d.1),
         verdict: "valid".into(),
+        summary: Default::default(),
         bytes: bytes.to_vec(),
         received_at: at,
     }
@@ -655,6 +656,55 @@ fn concurrent_acceptances_share_syncs() {
             .len(),
         320
     );
+}
+
+#[test]
+fn finished_deliveries_get_receipts_in_the_senders_feed() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            s.set_receipts(Box::new(|m, d, kind| {
+                format!("{kind}:{}:{}:{}", m.sender, d.id, d.state.name()).into_bytes()
+            }))
+            .unwrap();
+            assert!(
+                s.set_receipts(Box::new(|_, _, _| Vec::new())).is_err(),
+                "once"
+            );
+            let three: &[(&str, Mode)] = &[(H29, Mode::Push), (H41, Mode::Pull), (G12, Mode::Pull)];
+            let id = accept(s, new(G12, three, b"r", None, t(0)));
+            let [push, pull, other] = [0, 1, 2].map(|index| DeliveryId { message: id, index });
+            assert!(s.receipts_for(G12, None, 10).unwrap().is_empty());
+            s.ack(pull, t(1)).unwrap();
+            let c = s.claim(t(2), Duration::from_secs(60), 10).unwrap();
+            s.failed(c[0].delivery, 1, "503", None, t(3)).unwrap();
+            s.cancel(id, "revoked", t(4)).unwrap();
+            let feed = s.receipts_for(G12, None, 10).unwrap();
+            let got: Vec<(DeliveryId, u8)> = feed.iter().map(|e| (e.delivery, e.kind)).collect();
+            assert_eq!(
+                got,
+                [
+                    (pull, DELIVERY_RECEIPT),
+                    (push, FAILURE_RECEIPT),
+                    (other, CANCELLATION_RECEIPT)
+                ],
+                "{}",
+                h.name()
+            );
+            assert_eq!(
+                s.delivery_receipt(push, FAILURE_RECEIPT).unwrap().unwrap(),
+                format!("2:{G12}:{push}:dead").into_bytes()
+            );
+            assert_eq!(s.delivery_receipt(push, DELIVERY_RECEIPT).unwrap(), None);
+            // Paging, and nothing for another sender.
+            let rest = s.receipts_for(G12, Some(feed[0].seq), 10).unwrap();
+            assert_eq!(rest, feed[1..].to_vec());
+            assert!(s.receipts_for(H29, None, 10).unwrap().is_empty());
+            // A finished delivery does not get a second receipt.
+            assert!(s.ack(pull, t(5)).is_err());
+            assert_eq!(s.receipts_for(G12, None, 10).unwrap().len(), 3);
+            s.check_indexes().unwrap();
+        });
+    }
 }
 
 /// Identical packages and reused DocumentIds sent at the same moment, so that they meet in
