@@ -200,8 +200,8 @@ crl "R\t360101000000Z\t260601000000Z,keyCompromise\t$serial\tunknown\t$subject\n
 # --- the demo agency directory (see README.md) ---
 fp() { openssl x509 -in "$1" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1; }
 token_hash() { tr -d '\n' < "agencies/$1/token" | openssl dgst -sha256 -r | cut -d' ' -f1; }
-entry() { # entry ID NAME
-    printf '\n[[agency]]\nid = "%s"\nname = "%s"\ntoken_sha256 = "%s"\n' "$1" "$2" "$(token_hash "$1")"
+entry() { # entry ID NAME [LINES]: LINES (delivery settings) follow the token
+    printf '\n[[agency]]\nid = "%s"\nname = "%s"\ntoken_sha256 = "%s"\n%s' "$1" "$2" "$(token_hash "$1")" "${3:-}"
 }
 {
     cat <<TOML
@@ -211,6 +211,11 @@ entry() { # entry ID NAME
 # Who may sign for an agency: by default a certificate (under a trusted anchor) whose subject
 # serialNumber or OU, or a subjectAltName URI urn:truc:agency:<id>, is the agency identifier.
 # The same rules map TLS client certificates to agencies.
+#
+# Delivery: G12, H29 and G22 pull from their inbox (the default); H41 is pushed to, at a demo
+# receiver on https://127.0.0.1:8445/inbox, trusted through the hub's anchors (no push_ca).
+# Policy: signatures required everywhere; G22 signs like the national CA (RSA-SHA1 on a
+# sha1WithRSA certificate), so legacy algorithms are allowed for it.
 
 [defaults.signers]
 subject = ["serialNumber", "OU"]
@@ -220,15 +225,23 @@ san_uri = "urn:truc:agency:{id}"
 subject = ["serialNumber", "OU"]
 san_uri = "urn:truc:agency:{id}"
 TOML
-    entry 000.00.00.G12 "Bộ Tài chính"
-    entry 000.00.00.H29 "UBND Thành phố Hồ Chí Minh"
-    entry 000.00.00.H41 "UBND tỉnh Nghệ An"
-    entry 000.00.00.G22 "Văn phòng Chính phủ"
+    pull='delivery = "pull"
+'
+    entry 000.00.00.G12 "Bộ Tài chính" "$pull"
+    entry 000.00.00.H29 "UBND Thành phố Hồ Chí Minh" "$pull"
+    entry 000.00.00.H41 "UBND tỉnh Nghệ An" '# A demo receiver (not a real agency system): see the README for how to start one.
+delivery = "push"
+push_url = "https://127.0.0.1:8445/inbox"
+'
+    entry 000.00.00.G22 "Văn phòng Chính phủ" "$pull"
     cat <<TOML
 
 # Like certificates from the national CA, which carry no agency identifier: pinned.
 [agency.signers]
 fingerprints = ["$(fp agencies/000.00.00.G22/sign.pem)"]
+
+[agency.policy]
+allow_legacy = true
 TOML
 } > directory.toml
 

@@ -17,6 +17,14 @@
 //! good as the CA that issued the certificate, so they are applied after path validation,
 //! never instead of it.
 //!
+//! # Delivery and policy
+//! Each agency says how packages reach it ([`Delivery`]): `pull` (the default: its system
+//! polls its inbox on the hub, as on today's national axis) or `push` (the hub POSTs each
+//! package to `push_url`, trusting for that endpoint the certificates in `push_ca`, or the
+//! hub's own trust anchors when it is absent). Its [`AgencyPolicy`] says what the hub
+//! accepts from it: a signature is required (default yes), legacy algorithms are refused
+//! (default) and packages are parsed strictly (default).
+//!
 //! # File format (TOML)
 //! ```toml
 //! [defaults.signers]
@@ -27,16 +35,26 @@
 //! id = "000.00.00.G12"
 //! name = "Bộ Tài chính"
 //! token_sha256 = "…"                    # optional: SHA-256 (hex) of its bearer token
+//! delivery = "push"                     # optional: "pull" (default) or "push"
+//! push_url = "https://docs.example.vn/inbox"  # required with push, refused with pull
+//! push_ca = "certs/btc-ca.pem"          # optional, push only: PEM to trust for push_url
+//!                                       # (relative to this file; default: the hub's anchors)
 //! [agency.signers]                      # optional: replaces defaults.signers
 //! fingerprints = ["ab:cd:…"]            # SHA-256 of the DER certificate, hex
 //! subject = ["serialNumber"]
+//! [agency.policy]                       # optional; every key has a default
+//! signature_required = true             # refuse unsigned packages from this agency
+//! allow_legacy = false                  # accept RSA-SHA1, SHA-1 digests, short RSA keys
+//! lenient = false                       # parse its packages in lenient mode
 //! ```
 //! Unknown keys, duplicate identifiers, malformed fingerprints and hashes, unknown attribute
-//! names and a `san_uri` without `{id}` are errors when the file loads.
+//! names, a `san_uri` without `{id}`, a push agency without an `https://` `push_url` and
+//! push settings on a pull agency are errors when the file loads. The `push_ca` file is not
+//! read here (the hub's configuration check reads it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -74,8 +92,22 @@ struct RawAgency {
     id: String,
     name: String,
     token_sha256: Option<String>,
+    #[serde(default)]
+    delivery: RawDelivery,
+    push_url: Option<String>,
+    push_ca: Option<PathBuf>,
     signers: Option<RawRule>,
     clients: Option<RawRule>,
+    #[serde(default)]
+    policy: AgencyPolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawDelivery {
+    #[default]
+    Pull,
+    Push,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +203,47 @@ impl Rule {
     }
 }
 
+/// How packages (and receipts and status packages) addressed to an agency reach it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Its system polls its inbox on the hub (`GET /api/v1/inbox`). The default.
+    #[default]
+    Pull,
+    /// The hub POSTs each package to its endpoint.
+    Push {
+        /// The endpoint: an absolute `https://` URL.
+        url: http::Uri,
+        /// PEM file of the certificates to trust for the endpoint's TLS server certificate;
+        /// `None`: the hub's own trust anchors. Relative paths in a directory file read with
+        /// [`Directory::load`] are resolved against the file's directory.
+        ca: Option<PathBuf>,
+    },
+}
+
+/// What the hub accepts from an agency (`[agency.policy]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgencyPolicy {
+    /// Refuse packages without a signature (`signature-required`). Default `true`.
+    pub signature_required: bool,
+    /// Accept the legacy algorithms of the national CAs (RSA-SHA1, SHA-1 digests, RSA keys
+    /// of 1024 to 2047 bits, sha1WithRSA certificates), each use reported. Default `false`.
+    pub allow_legacy: bool,
+    /// Parse its packages in lenient mode (the quirks of field traffic become warnings).
+    /// Default `false`.
+    pub lenient: bool,
+}
+
+impl Default for AgencyPolicy {
+    fn default() -> Self {
+        AgencyPolicy {
+            signature_required: true,
+            allow_legacy: false,
+            lenient: false,
+        }
+    }
+}
+
 /// One agency.
 #[derive(Clone, Debug)]
 pub struct Agency {
@@ -182,6 +255,10 @@ pub struct Agency {
     pub signers: Rule,
     /// Which TLS client certificates authenticate it.
     pub clients: Rule,
+    /// How packages addressed to it are delivered.
+    pub delivery: Delivery,
+    /// What the hub accepts from it.
+    pub policy: AgencyPolicy,
 }
 
 /// The agency directory.
@@ -253,8 +330,12 @@ pub enum ClientError {
 }
 
 impl Directory {
-    /// Parses a directory file's text.
+    /// Parses a directory file's text; relative `push_ca` paths are kept as written.
     pub fn from_toml(text: &str) -> Result<Self, DirectoryError> {
+        Self::parse(text, None)
+    }
+
+    fn parse(text: &str, base: Option<&Path>) -> Result<Self, DirectoryError> {
         let raw: RawDirectory = toml::from_str(text).map_err(|e| DirectoryError(e.to_string()))?;
         let default_signers = raw
             .defaults
@@ -296,12 +377,38 @@ impl Directory {
                     )));
                 }
             }
+            let delivery = match (a.delivery, a.push_url, a.push_ca) {
+                (RawDelivery::Pull, None, None) => Delivery::Pull,
+                (RawDelivery::Pull, _, _) => {
+                    return Err(DirectoryError(format!(
+                        "{}: push_url and push_ca need delivery = \"push\"",
+                        what("delivery")
+                    )));
+                }
+                (RawDelivery::Push, None, _) => {
+                    return Err(DirectoryError(format!(
+                        "{}: delivery = \"push\" needs a push_url",
+                        what("delivery")
+                    )));
+                }
+                (RawDelivery::Push, Some(url), ca) => Delivery::Push {
+                    url: push_url(&url).map_err(|e| {
+                        DirectoryError(format!("{}: {url:?}: {e}", what("push_url")))
+                    })?,
+                    ca: ca.map(|p| match base {
+                        Some(b) if p.is_relative() => b.join(p),
+                        _ => p,
+                    }),
+                },
+            };
             let key = id.to_string();
             let agency = Agency {
                 id,
                 name: a.name,
                 signers,
                 clients,
+                delivery,
+                policy: a.policy,
             };
             if dir.agencies.insert(key.clone(), agency).is_some() {
                 return Err(DirectoryError(format!("agency {key} is listed twice")));
@@ -314,7 +421,9 @@ impl Directory {
     pub fn load(path: &Path) -> Result<Self, DirectoryError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| DirectoryError(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| DirectoryError(format!("{}: {}", path.display(), e.0)))
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        Self::parse(&text, Some(base.unwrap_or(Path::new("."))))
+            .map_err(|e| DirectoryError(format!("{}: {}", path.display(), e.0)))
     }
 
     /// The agency with this identifier.
@@ -399,6 +508,18 @@ impl Directory {
         let hash = crate::pki::sha256_hex(token.as_bytes());
         self.tokens.get(&hash).and_then(|id| self.agencies.get(id))
     }
+}
+
+/// A push endpoint: an absolute `https://` URL with a host.
+fn push_url(text: &str) -> Result<http::Uri, &'static str> {
+    let uri: http::Uri = text.parse().map_err(|_| "not a URL")?;
+    if uri.scheme_str() != Some("https") {
+        return Err("must be an https:// URL");
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    Ok(uri)
 }
 
 /// 64 hex digits (colons and case ignored) as lower-case hex.

@@ -12,6 +12,7 @@
 //! pki      X.509 certificates, path validation to configured anchors, revocation (CRLs)
 //! directory  the agency directory: who may sign for and authenticate as each agency
 //! receipt  signed receipts (acceptance, delivery, failure, cancellation): build/sign/parse/verify
+//! hub      the HTTPS API (hyper + rustls): config, TLS and auth, limits, problems, API v1
 //! clock    the only place that reads the time; everything else takes `now` as an argument
 //! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
 //! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
@@ -32,6 +33,7 @@ pub mod deliver;
 pub mod directory;
 pub mod dsig;
 pub mod edxml;
+pub mod hub;
 pub mod pki;
 pub mod receipt;
 pub mod store;

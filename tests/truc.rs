@@ -18,6 +18,10 @@ mod dsig_interop;
 mod dsig_mutation;
 #[path = "truc/fixtures.rs"]
 mod fixtures;
+#[path = "truc/flows.rs"]
+mod flows;
+#[path = "truc/hub.rs"]
+mod hub;
 #[path = "truc/malformed.rs"]
 mod malformed;
 #[path = "truc/receipt.rs"]

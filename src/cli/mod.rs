@@ -6,6 +6,7 @@
 pub mod cert;
 pub mod dsig;
 pub mod package;
+pub mod serve;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -47,6 +48,8 @@ pub enum Command {
     /// Certificates: path validation, key usage and revocation (exit 0 trusted, 3 untrusted).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Run the hub: the agencies' HTTPS API (exit 0 after SIGTERM/SIGINT, 64 bad config).
+    Serve(serve::ServeArgs),
 }
 
 /// What a command produced: an exit code, with output already written.
@@ -92,6 +95,7 @@ pub fn run(
         Command::Sign(a) => dsig::sign(&a, out),
         Command::Verify(a) => dsig::verify(&a, out),
         Command::Cert(cmd) => cert::run(cmd, out),
+        Command::Serve(a) => serve::run(&a, out, err),
     };
     match result {
         Ok(code) => code,
@@ -107,10 +111,15 @@ pub fn run(
 }
 
 /// Runs with the process's arguments and standard streams.
+///
+/// The streams are not locked for the whole command: `truc serve` logs from other threads to
+/// stderr while it runs, and a lock held by the main thread would block them.
 pub fn main() -> ExitCode {
     crate::telemetry::init();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let code = run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock());
+    let code = run(
+        std::env::args_os(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
     ExitCode::from(code)
 }

@@ -1,4 +1,5 @@
-//! Delivery to recipients. This first part holds the pure retry policy; the workers and the
-//! HTTPS client come with the hub.
+//! Delivery to recipients: the pure retry policy, and the push workers that POST packages to
+//! the endpoints of push-mode agencies (pull-mode agencies fetch theirs from the inbox API).
 
+pub mod push;
 pub mod retry;

@@ -223,3 +223,107 @@ fn fingerprints_accept_colons_and_upper_case() {
         .unwrap_err();
     assert!(e.reason.contains("lists no signer"), "{e}");
 }
+
+#[test]
+fn the_demo_directory_has_its_delivery_modes_and_policies() {
+    let dir = demo();
+    for id in ["000.00.00.G12", "000.00.00.H29", "000.00.00.G22"] {
+        assert_eq!(dir.agency(id).unwrap().delivery, Delivery::Pull, "{id}");
+    }
+    match &dir.agency("000.00.00.H41").unwrap().delivery {
+        Delivery::Push { url, ca } => {
+            assert_eq!(url.to_string(), "https://127.0.0.1:8445/inbox");
+            assert_eq!(ca, &None);
+        }
+        other => panic!("H41 should be pushed to: {other:?}"),
+    }
+    let strict = AgencyPolicy {
+        signature_required: true,
+        allow_legacy: false,
+        lenient: false,
+    };
+    for id in ["000.00.00.G12", "000.00.00.H29", "000.00.00.H41"] {
+        assert_eq!(dir.agency(id).unwrap().policy, strict, "{id}");
+    }
+    assert_eq!(
+        dir.agency("000.00.00.G22").unwrap().policy,
+        AgencyPolicy {
+            allow_legacy: true,
+            ..strict
+        }
+    );
+}
+
+#[test]
+fn delivery_and_policy_default_to_pull_and_strict() {
+    let dir = Directory::from_toml("[[agency]]\nid = \"000.00.00.G12\"\nname = \"a\"\n").unwrap();
+    let a = dir.agency("000.00.00.G12").unwrap();
+    assert_eq!(a.delivery, Delivery::Pull);
+    assert_eq!(a.policy, AgencyPolicy::default());
+    assert!(a.policy.signature_required && !a.policy.allow_legacy && !a.policy.lenient);
+    let dir = Directory::from_toml(
+        "[[agency]]\nid = \"000.00.00.G12\"\nname = \"a\"\n[agency.policy]\nlenient = true\nsignature_required = false\n",
+    )
+    .unwrap();
+    let p = dir.agency("000.00.00.G12").unwrap().policy;
+    assert!(!p.signature_required && !p.allow_legacy && p.lenient);
+}
+
+#[test]
+fn push_ca_is_resolved_against_the_directory_file() {
+    let text = "[[agency]]\nid = \"000.00.00.H41\"\nname = \"a\"\ndelivery = \"push\"\npush_url = \"https://recv.example:9443/in\"\npush_ca = \"ca/recv.pem\"\n";
+    let dir = Directory::from_toml(text).unwrap();
+    let Delivery::Push { ca, url } = &dir.agency("000.00.00.H41").unwrap().delivery else {
+        panic!("push")
+    };
+    assert_eq!(ca.as_deref(), Some(Path::new("ca/recv.pem")));
+    assert_eq!(url.port_u16(), Some(9443));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("directory.toml");
+    std::fs::write(&file, text).unwrap();
+    let dir = Directory::load(&file).unwrap();
+    let Delivery::Push { ca, .. } = &dir.agency("000.00.00.H41").unwrap().delivery else {
+        panic!("push")
+    };
+    assert_eq!(
+        ca.as_deref(),
+        Some(tmp.path().join("ca/recv.pem").as_path())
+    );
+}
+
+#[test]
+fn bad_delivery_and_policy_settings_are_refused() {
+    let agency = "[[agency]]\nid = \"000.00.00.H41\"\nname = \"a\"\n";
+    let cases = [
+        ("delivery = \"push\"\n", "needs a push_url"),
+        (
+            "delivery = \"push\"\npush_url = \"http://127.0.0.1/in\"\n",
+            "must be an https:// URL",
+        ),
+        (
+            "delivery = \"push\"\npush_url = \"/inbox\"\n",
+            "must be an https:// URL",
+        ),
+        ("delivery = \"push\"\npush_url = \"https://\"\n", "push_url"),
+        (
+            "delivery = \"push\"\npush_url = \"not a url\"\n",
+            "not a URL",
+        ),
+        (
+            "push_url = \"https://127.0.0.1/in\"\n",
+            "need delivery = \"push\"",
+        ),
+        (
+            "delivery = \"pull\"\npush_ca = \"ca.pem\"\n",
+            "need delivery",
+        ),
+        ("delivery = \"carrier-pigeon\"\n", "unknown variant"),
+        ("[agency.policy]\nstrict = true\n", "unknown field"),
+        ("[agency.policy]\nallow_legacy = \"yes\"\n", "invalid type"),
+    ];
+    for (extra, expected) in cases {
+        let toml = format!("{agency}{extra}");
+        let e = Directory::from_toml(&toml).unwrap_err().to_string();
+        assert!(e.contains(expected), "{toml:?}: {e}");
+    }
+}

@@ -13,7 +13,7 @@ use ring::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
 /// A feature accepted only under the legacy policy, recorded whenever it is used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Legacy {
     /// A SHA-1 reference digest.

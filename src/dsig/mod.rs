@@ -214,7 +214,7 @@ impl From<&crate::pki::Certificate> for CertInfo {
 }
 
 /// Why the key was accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeySource {
     /// A certificate path to a configured anchor.

@@ -71,7 +71,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dsig::{self, DSIG_NS, KeySource, Legacy, Policy, Report, Signer, Verdict};
 use crate::edxml::model::Sha256;
@@ -196,7 +196,7 @@ pub struct Receipt {
 }
 
 /// How the package's signature was judged when the hub accepted it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 #[allow(clippy::large_enum_variant)] // nearly every receipt records a valid signature: boxing
 // would only add an allocation
@@ -208,7 +208,7 @@ pub enum VerdictSummary {
 }
 
 /// The parts of a [`Report`] a receipt records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignatureSummary {
     /// The signer certificate (absent only for a pinned bare public key).
     pub signer: Option<CertSummary>,
@@ -231,7 +231,7 @@ pub struct SignatureSummary {
 }
 
 /// A certificate, as a receipt names it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertSummary {
     /// Subject DN.
     pub subject: String,
@@ -908,7 +908,7 @@ fn from_document(doc: &Document<'_>) -> Result<Receipt, ReceiptError> {
     let mut recipients = vec![c.text("Recipient", "Receipt/Recipient")?];
     recipients.extend(c.repeated_text("Recipient", "Receipt/Recipient")?);
     let digest = c.text("PackageSha256", "Receipt/PackageSha256")?;
-    let package_sha256 = hex32(&digest).ok_or_else(|| {
+    let package_sha256 = Sha256::from_hex(&digest).ok_or_else(|| {
         invalid(
             "Receipt/PackageSha256",
             &digest,
@@ -954,18 +954,6 @@ fn from_document(doc: &Document<'_>) -> Result<Receipt, ReceiptError> {
     };
     receipt.check()?;
     Ok(receipt)
-}
-
-fn hex32(s: &str) -> Option<Sha256> {
-    if !is_lower_hex_64(s) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(Sha256(out))
 }
 
 fn verdict(doc: &Document<'_>, id: NodeId) -> Result<VerdictSummary, ReceiptError> {

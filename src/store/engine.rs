@@ -42,7 +42,7 @@ pub const FAILURE_RECEIPT: u8 = 2;
 pub const CANCELLATION_RECEIPT: u8 = 3;
 
 /// The receipt kind a delivery reaching `state` gets, if any.
-fn receipt_kind(state: &State) -> Option<u8> {
+pub fn receipt_kind(state: &State) -> Option<u8> {
     match state {
         State::Delivered { .. } => Some(DELIVERY_RECEIPT),
         State::Rejected { .. } | State::Dead { .. } => Some(FAILURE_RECEIPT),
@@ -690,14 +690,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             if d.state.is_terminal() {
                 continue;
             }
-            let r = self
-                .inner
-                .transition(d.id, now, "cancelled", Some(reason.to_owned()), |d| {
-                    (!d.state.is_terminal()).then(|| State::Cancelled {
-                        at: now,
-                        reason: reason.to_owned(),
-                    })
-                });
+            let r = self.cancel_delivery(d.id, reason, now);
             match r {
                 Ok(_) => n += 1,
                 Err(StoreError::InvalidTransition { .. }) => {}
@@ -705,6 +698,35 @@ impl<K: Kv, L: Log> Engine<K, L> {
             }
         }
         Ok(n)
+    }
+
+    /// Cancels one delivery if it is not finished (a revocation naming its recipient).
+    pub fn cancel_delivery(
+        &self,
+        id: DeliveryId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Delivery, StoreError> {
+        self.inner
+            .transition(id, now, "cancelled", Some(reason.to_owned()), |d| {
+                (!d.state.is_terminal()).then(|| State::Cancelled {
+                    at: now,
+                    reason: reason.to_owned(),
+                })
+            })
+    }
+
+    /// The messages `sender` sent with this DocumentId, oldest first (the original and its
+    /// revocations, updates and replacements).
+    pub fn documents(&self, sender: &str, document_id: &str) -> Result<Vec<MessageId>, StoreError> {
+        let prefix = keys::document_of(sender, document_id);
+        Ok(self
+            .inner
+            .kv
+            .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?
+            .iter()
+            .filter_map(|(k, _)| keys::trailing_message(k))
+            .collect())
     }
 
     /// Makes a waiting push delivery due now (operator action).
@@ -1122,15 +1144,9 @@ fn index_keys(d: &Delivery) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// The 32 bytes of a hex SHA-256.
 fn digest_bytes(digest_hex: &str) -> Result<[u8; 32], StoreError> {
-    let mut digest = [0u8; 32];
-    if digest_hex.len() != 64 {
-        return Err(StoreError::Corrupt(format!("digest {digest_hex:?}")));
-    }
-    for (i, b) in digest.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digest_hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| StoreError::Corrupt(format!("digest {digest_hex:?}")))?;
-    }
-    Ok(digest)
+    crate::edxml::model::Sha256::from_hex(digest_hex)
+        .map(|d| d.0)
+        .ok_or_else(|| StoreError::Corrupt(format!("digest {digest_hex:?}")))
 }
 
 impl<K: Kv, L: Log> Inner<K, L> {

@@ -104,6 +104,6 @@ pub mod model;
 
 pub use engine::{
     ACCEPTANCE_RECEIPT, CANCELLATION_RECEIPT, DELIVERY_RECEIPT, Engine, FAILURE_RECEIPT, MemStore,
-    Options, Store,
+    Options, Store, receipt_kind,
 };
 pub use model::*;

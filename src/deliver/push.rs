@@ -1,0 +1,421 @@
+//! Push delivery: the hub POSTs each package to its recipient's endpoint.
+//!
+//! # Architecture
+//! One task per push endpoint (agency), so a dead or slow endpoint only ever holds up its
+//! own queue. Each task loops: claim what is due for its agency from the store
+//! ([`crate::store::Engine::claim_for`], leased), POST the claimed packages concurrently (at
+//! most `per_endpoint_concurrency`), record each outcome in the store, and sleep a poll
+//! interval when nothing is due. A circuit breaker per endpoint stops claiming after
+//! repeated failures and probes with one delivery after a cool-down; while it is open the
+//! deliveries stay due in the queue, no attempt is spent on them.
+//!
+//! The request: `POST <url>` with the original bytes (never re-serialized) and the headers
+//! `Truc-Message-Id`, `Truc-Delivery-Id` (stable across retries, for the receiver to
+//! deduplicate) and `Truc-Sender`. The answer ([`classify`]): 2xx delivered; 408, 429, 5xx,
+//! timeouts and connection errors retried on the schedule of [`RetryPolicy`] until it gives
+//! up (dead); any other status is the recipient refusing the package (rejected). The store
+//! issues the delivery or failure receipt in the same batch as the outcome.
+//!
+//! # Invariants
+//! - Pure parts ([`classify`], [`Circuit`]) take their inputs and `now`; only [`run`] does
+//!   I/O.
+//! - An attempt is recorded with the attempt number of its claim: a late answer after the
+//!   lease expired and another worker claimed it again is refused by the store, not
+//!   double-counted.
+//! - Shutdown: the loop stops claiming; attempts in flight finish (bounded by the push
+//!   timeout) and are recorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use super::retry::{Decision, RetryPolicy};
+use crate::hub::Hub;
+use crate::store::{Claim, StoreError};
+
+/// What an attempt's answer means for the delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: delivered.
+    Delivered,
+    /// Worth trying again: the error, for the record.
+    Retry(String),
+    /// The recipient refused it: its status and what it said.
+    Rejected(String),
+}
+
+/// The outcome of an HTTP answer (`Ok(status, body)`) or of a transport failure (`Err`).
+pub fn classify(answer: Result<(StatusCode, &[u8]), &str>) -> Outcome {
+    match answer {
+        Err(e) => Outcome::Retry(e.to_owned()),
+        Ok((s, _)) if s.is_success() => Outcome::Delivered,
+        Ok((s, body)) => {
+            let said = String::from_utf8_lossy(&body[..body.len().min(300)])
+                .trim()
+                .to_owned();
+            let what = if said.is_empty() {
+                format!("HTTP {}", s.as_u16())
+            } else {
+                format!("HTTP {}: {said}", s.as_u16())
+            };
+            if s == StatusCode::REQUEST_TIMEOUT
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s.is_server_error()
+            {
+                Outcome::Retry(what)
+            } else {
+                Outcome::Rejected(what)
+            }
+        }
+    }
+}
+
+/// Where a circuit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CircuitState {
+    /// Deliveries flow.
+    Closed,
+    /// Too many failures in a row: nothing is attempted until the cool-down ends.
+    Open,
+    /// Cool-down over: one attempt probes the endpoint.
+    HalfOpen,
+}
+
+/// A circuit breaker for one endpoint. Pure: every call takes `now`.
+#[derive(Clone, Debug)]
+pub struct Circuit {
+    threshold: u32,
+    cool_down: Duration,
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Circuit {
+    /// Opens after `threshold` failures in a row, for `cool_down`.
+    pub fn new(threshold: u32, cool_down: Duration) -> Self {
+        Circuit {
+            threshold: threshold.max(1),
+            cool_down,
+            failures: 0,
+            open_until: None,
+        }
+    }
+
+    /// Its state at `now`.
+    pub fn state(&self, now: Instant) -> CircuitState {
+        match self.open_until {
+            None => CircuitState::Closed,
+            Some(until) if now < until => CircuitState::Open,
+            Some(_) => CircuitState::HalfOpen,
+        }
+    }
+
+    /// How many deliveries may be attempted at once at `now` (`limit` when closed).
+    pub fn allowance(&self, now: Instant, limit: usize) -> usize {
+        match self.state(now) {
+            CircuitState::Closed => limit,
+            CircuitState::Open => 0,
+            CircuitState::HalfOpen => 1.min(limit),
+        }
+    }
+
+    /// An attempt reached the endpoint and it answered (delivered or refused).
+    pub fn success(&mut self) {
+        self.failures = 0;
+        self.open_until = None;
+    }
+
+    /// An attempt failed in a way worth retrying (unreachable, 5xx, timeout).
+    pub fn failure(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= self.threshold || self.open_until.is_some() {
+            self.open_until = Some(now + self.cool_down);
+        }
+    }
+
+    /// When the circuit allows an attempt again, if it is open.
+    pub fn open_until(&self) -> Option<Instant> {
+        self.open_until
+    }
+}
+
+/// One push endpoint.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The recipient agency.
+    pub agency: String,
+    /// Its URL (`https://host[:port]/path`).
+    pub url: Uri,
+    /// TLS settings: the roots its server certificate must chain to.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// Settings of the push workers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Connection, TLS handshake, request and answer together.
+    pub timeout: Duration,
+    /// Attempts in flight per endpoint.
+    pub concurrency: usize,
+    /// The retry schedule.
+    pub retry: RetryPolicy,
+    /// How often an idle endpoint's queue is looked at.
+    pub poll: Duration,
+    /// Failures in a row that open the circuit, and for how long.
+    pub circuit_threshold: u32,
+    /// Cool-down of an open circuit.
+    pub circuit_cool_down: Duration,
+}
+
+/// POSTs `body` to `ep`; the answer's status and up to 4 KiB of its body.
+async fn post(
+    ep: &Endpoint,
+    claim: &Claim,
+    sender: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Vec<u8>), String> {
+    let host = ep.url.host().ok_or("the URL has no host")?.to_owned();
+    let port = ep.url.port_u16().unwrap_or(443);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_owned())
+        .map_err(|e| format!("server name {host}: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(ep.tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP with {host}:{port}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let path = ep.url.path_and_query().map_or("/", |p| p.as_str());
+    let req = Request::post(path)
+        .header(
+            http::header::HOST,
+            ep.url.authority().map_or(host.as_str(), |a| a.as_str()),
+        )
+        .header(http::header::CONTENT_TYPE, "application/xml")
+        .header("truc-message-id", claim.delivery.message.to_string())
+        .header("truc-delivery-id", claim.delivery.to_string())
+        .header("truc-sender", sender)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(|e| format!("POST {}: {e}", ep.url))?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(chunk) = frame.data_ref() {
+            out.extend_from_slice(&chunk[..chunk.len().min(4096 - out.len().min(4096))]);
+            if out.len() >= 4096 {
+                break;
+            }
+        }
+    }
+    Ok((status, out))
+}
+
+/// One attempt: read the package, POST it, record the outcome. Returns whether the endpoint
+/// answered (for the circuit).
+async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Claim) -> bool {
+    let id = claim.delivery;
+    let h = hub.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let m = h.store.message(id.message)?;
+        let body = h.store.body(id.message)?;
+        let d = h.store.delivery(id)?;
+        Ok::<_, StoreError>((m, body, d))
+    })
+    .await;
+    let (m, body, d) = match read {
+        Ok(Ok((Some(m), Some(body), Some(d)))) => (m, body, d),
+        other => {
+            tracing::error!(delivery = %id, result = ?other.map(|r| r.map(|_| ())), "push: cannot read the package");
+            return false;
+        }
+    };
+    let answer = tokio::time::timeout(settings.timeout, post(&ep, &claim, &m.sender, body)).await;
+    let outcome = match &answer {
+        Ok(Ok((status, body))) => classify(Ok((*status, body))),
+        Ok(Err(e)) => classify(Err(e)),
+        Err(_) => classify(Err(&format!("no answer within {:?}", settings.timeout))),
+    };
+    let reached = !matches!(outcome, Outcome::Retry(_));
+    let attempt = claim.attempt;
+    let h = hub.clone();
+    let record = tokio::task::spawn_blocking(move || {
+        let now = h.clock.now();
+        match &outcome {
+            Outcome::Delivered => h.store.delivered(id, attempt, now),
+            Outcome::Rejected(why) => h.store.rejected(id, attempt, why, now),
+            Outcome::Retry(why) => {
+                let next = match settings.retry.next(attempt, d.since, now, random()) {
+                    Decision::At(t) => Some(t),
+                    Decision::GiveUp => None,
+                };
+                h.store.failed(id, attempt, why, next, now)
+            }
+        }
+        .map(|d| (outcome.clone(), d))
+    })
+    .await;
+    match record {
+        Ok(Ok((outcome, d))) => tracing::info!(
+            message = %id.message, delivery = %id, recipient = %ep.agency, attempt,
+            state = %d.state.name(), outcome = ?outcome, "push attempt"
+        ),
+        Ok(Err(e)) => tracing::warn!(delivery = %id, error = %e, "push: outcome not recorded"),
+        Err(e) => tracing::error!(delivery = %id, error = %e, "push: recording task failed"),
+    }
+    reached
+}
+
+fn random() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Serves one endpoint until `stop` is set.
+async fn serve(
+    hub: Arc<Hub>,
+    ep: Endpoint,
+    settings: Arc<Settings>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut circuit = Circuit::new(settings.circuit_threshold, settings.circuit_cool_down);
+    let lease = settings.timeout.saturating_mul(2) + Duration::from_secs(5);
+    while !*stop.borrow() {
+        let allowance = circuit.allowance(Instant::now(), settings.concurrency.max(1));
+        let claims = if allowance == 0 {
+            Vec::new()
+        } else {
+            let (h, agency) = (hub.clone(), ep.agency.clone());
+            match tokio::task::spawn_blocking(move || {
+                h.store.claim_for(&agency, h.clock.now(), lease, allowance)
+            })
+            .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::error!(recipient = %ep.agency, error = %e, "push: claim failed");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        if claims.is_empty() {
+            let wait = circuit
+                .open_until()
+                .map_or(settings.poll, |u| {
+                    u.saturating_duration_since(Instant::now())
+                        .min(settings.poll)
+                })
+                .max(Duration::from_millis(10));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for c in claims {
+            set.spawn(attempt(hub.clone(), ep.clone(), settings.clone(), c));
+        }
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(true) => circuit.success(),
+                _ => circuit.failure(Instant::now()),
+            }
+        }
+    }
+}
+
+/// Starts one worker per endpoint; they stop when `stop` turns true. The returned set
+/// completes once every worker has finished its attempts in flight.
+pub fn run(
+    hub: Arc<Hub>,
+    endpoints: Vec<Endpoint>,
+    settings: Settings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinSet<()> {
+    let settings = Arc::new(settings);
+    let mut set = tokio::task::JoinSet::new();
+    for ep in endpoints {
+        tracing::info!(recipient = %ep.agency, url = %ep.url, "push worker started");
+        set.spawn(serve(hub.clone(), ep, settings.clone(), stop.clone()));
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified() {
+        let s = |c: u16| StatusCode::from_u16(c).unwrap();
+        assert_eq!(classify(Ok((s(200), b""))), Outcome::Delivered);
+        assert_eq!(classify(Ok((s(204), b""))), Outcome::Delivered);
+        for retry in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(Ok((s(retry), b"busy"))), Outcome::Retry(_)),
+                "{retry}"
+            );
+        }
+        for refused in [400, 401, 403, 404, 409, 413, 422] {
+            assert!(
+                matches!(classify(Ok((s(refused), b""))), Outcome::Rejected(_)),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            classify(Ok((s(422), b" bad signature \n"))),
+            Outcome::Rejected("HTTP 422: bad signature".into())
+        );
+        assert_eq!(
+            classify(Err("connect: refused")),
+            Outcome::Retry("connect: refused".into())
+        );
+    }
+
+    #[test]
+    fn the_circuit_opens_after_failures_and_probes_after_the_cool_down() {
+        let t0 = Instant::now();
+        let mut c = Circuit::new(3, Duration::from_secs(30));
+        assert_eq!(c.allowance(t0, 8), 8);
+        c.failure(t0);
+        c.failure(t0);
+        assert_eq!(c.state(t0), CircuitState::Closed);
+        c.failure(t0);
+        assert_eq!(c.state(t0), CircuitState::Open);
+        assert_eq!(c.allowance(t0 + Duration::from_secs(29), 8), 0);
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(c.state(later), CircuitState::HalfOpen);
+        assert_eq!(c.allowance(later, 8), 1, "one probe");
+        // A failed probe opens it again for a whole cool-down.
+        c.failure(later);
+        assert_eq!(c.state(later + Duration::from_secs(29)), CircuitState::Open);
+        let probe = later + Duration::from_secs(30);
+        assert_eq!(c.allowance(probe, 8), 1);
+        c.success();
+        assert_eq!(c.state(probe), CircuitState::Closed);
+        assert_eq!(c.allowance(probe, 8), 8);
+    }
+}

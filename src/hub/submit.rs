@@ -1,0 +1,404 @@
+//! `POST /api/v1/packages` and `GET /api/v1/packages/{id}`: what an agency sends, and the
+//! sender's view of it afterwards.
+//!
+//! A submission goes through, in order, and stops at the first step that refuses it (nothing
+//! is stored before the last):
+//! 1. parse and validate under the sender's policy (strict unless `lenient`) → `422
+//!    invalid-package` with every problem;
+//! 2. the package's sender must be the authenticated agency → `403 forbidden`;
+//! 3. the signature under the package policy, the signer's path to the anchors with
+//!    revocation, and the signer's binding to the sender → `signature-required`,
+//!    `signature-invalid`, `signer-untrusted`, `signer-not-authorized-for-sender`. A package
+//!    without a signature is accepted only when the sender's policy says signatures are not
+//!    required; a signature that is present is always checked;
+//! 4. every recipient must be in the directory → `422 unknown-recipient` listing them all;
+//! 5. the store makes it durable (one `fdatasync`) with its acceptance receipt → `201` with
+//!    the signed receipt, `Truc-Message-Id` and `Location`; the same bytes again → `200` with
+//!    the same receipt; a new document reusing a DocumentId → `409 duplicate-conflict`.
+//!
+//! A revocation (BussinessDocType 1) then cancels the deliveries of the revoked document
+//! that have not happened yet, for the recipients the revocation names (their senders get
+//! cancellation receipts); it is itself delivered like any package, and recipients that had
+//! the original already answer with status 15 or 16. Updates and replacements are new
+//! messages, linked to the original by their DocumentId.
+
+use http::header::LOCATION;
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
+
+use super::Hub;
+use super::api::{ApiRequest, ApiResponse};
+use super::problem::{Problem, ProblemItem};
+use super::receipts::{self, ReceiptRef};
+use crate::directory::Directory;
+use crate::dsig::{self, Keys, PackageError, Verdict};
+use crate::edxml;
+use crate::edxml::model::{BusinessDocType, Package};
+use crate::receipt::{Kind as ReceiptKind, VerdictSummary};
+use crate::store::{
+    self, Accepted, DeliveryId, Kind, MessageId, NewMessage, Recipient, State, StoreError, Summary,
+};
+
+/// `Truc-Message-Id`.
+pub const MESSAGE_ID: HeaderName = HeaderName::from_static("truc-message-id");
+
+/// A store error as a problem.
+pub fn store_problem(e: StoreError) -> ApiResponse {
+    match e {
+        StoreError::Conflict { .. } => {
+            ApiResponse::problem(Problem::duplicate_conflict(e.to_string()))
+        }
+        StoreError::NotFound(what) => ApiResponse::problem(Problem::not_found(what)),
+        StoreError::BadId(_) => ApiResponse::problem(Problem::not_found(e.to_string())),
+        other => {
+            tracing::error!(error = %other, "store");
+            ApiResponse::problem(Problem::internal(format!("the store failed: {other}")))
+        }
+    }
+}
+
+/// The parse options for an agency's packages at `now`.
+pub fn parse_options(lenient: bool, max_body: u64, now: jiff::Timestamp) -> edxml::Options {
+    let today = edxml::time::vietnam_time(now).date();
+    let mut o = if lenient {
+        edxml::Options::lenient(today)
+    } else {
+        edxml::Options::strict(today)
+    };
+    o.limits.max_bytes = usize::try_from(max_body).unwrap_or(usize::MAX);
+    o
+}
+
+/// The refusal for a package that is not accepted on its signature.
+fn signature_problem(e: PackageError) -> Problem {
+    match e {
+        PackageError::Package(rejection) => invalid_package(&rejection),
+        PackageError::Unsigned => Problem::signature_required(
+            "the package is not signed, and the sender's policy requires a signature",
+        ),
+        PackageError::Signature(v) => match &v {
+            Verdict::Untrusted(f) if f.code == crate::directory::NotAuthorized::CODE => {
+                Problem::signer_not_authorized_for_sender(f.reason.clone())
+            }
+            Verdict::Untrusted(f) => Problem::signer_untrusted(format!("{}: {}", f.code, f.reason)),
+            Verdict::Invalid(f) => Problem::signature_invalid(format!("{}: {}", f.code, f.reason)),
+            Verdict::Refused(f) => {
+                Problem::signature_invalid(format!("refused by policy: {}: {}", f.code, f.reason))
+            }
+            Verdict::Valid(_) => Problem::internal("a valid verdict reported as an error"),
+        },
+    }
+}
+
+fn invalid_package(r: &edxml::Rejection) -> Problem {
+    let items = r
+        .errors()
+        .map(|p| ProblemItem::new(p.path.clone(), p.code.as_str(), p.detail.clone()))
+        .collect();
+    Problem::invalid_package(r.to_string(), items)
+}
+
+/// Checks a package as the hub accepts it from `agency`: everything but storing it. Returns
+/// the parsed package and the verdict to record.
+pub fn check(
+    hub: &Hub,
+    dir: &std::sync::Arc<Directory>,
+    agency: &str,
+    bytes: &[u8],
+    now: jiff::Timestamp,
+) -> Result<(Package, VerdictSummary), Problem> {
+    let Some(me) = dir.agency(agency) else {
+        return Err(Problem::forbidden(format!(
+            "{agency} is not in the directory"
+        )));
+    };
+    let policy = me.policy;
+    let options = parse_options(policy.lenient, hub.config.limits.max_body, now);
+    let parsed = edxml::parse(bytes, &options).map_err(|r| invalid_package(&r))?;
+    let sender = parsed.package().sender().as_str().to_owned();
+    if sender != agency {
+        return Err(Problem::forbidden(format!(
+            "the package is from {sender}, but the request is authenticated as {agency}"
+        )));
+    }
+    let (package, verdict) = if parsed.signature().is_none() && !policy.signature_required {
+        (parsed.into_package(), VerdictSummary::Unsigned)
+    } else {
+        let keys = Keys {
+            trust: hub.trust.clone(),
+            directory: Some(dir.clone()),
+            ..Keys::default()
+        };
+        let verified = dsig::verify_package(bytes, &options, &keys, policy.allow_legacy, now)
+            .map_err(signature_problem)?;
+        (
+            verified.package().clone(),
+            VerdictSummary::from_report(verified.report()),
+        )
+    };
+    let unknown: Vec<ProblemItem> = package
+        .recipients()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| dir.agency(r.as_str()).is_none())
+        .map(|(i, r)| {
+            ProblemItem::new(
+                match &package {
+                    Package::Edoc(_) => format!("edXMLHeader/MessageHeader/To[{}]/OrganId", i + 1),
+                    Package::Status(_) => "MessageHeader/ResponseFor/OrganId".to_owned(),
+                },
+                "unknown-recipient",
+                r.as_str(),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        let list: Vec<&str> = unknown.iter().map(|p| p.detail.as_str()).collect();
+        return Err(Problem::unknown_recipient(
+            format!("not in the directory: {}", list.join(", ")),
+            unknown,
+        ));
+    }
+    Ok((package, verdict))
+}
+
+/// What the store keeps of a checked package.
+pub fn new_message(
+    dir: &Directory,
+    package: &Package,
+    verdict: &VerdictSummary,
+    bytes: Vec<u8>,
+    now: jiff::Timestamp,
+) -> NewMessage {
+    let recipients = package
+        .recipients()
+        .iter()
+        .map(|r| Recipient {
+            agency: r.as_str().to_owned(),
+            mode: match dir.agency(r.as_str()).map(|a| &a.delivery) {
+                Some(crate::directory::Delivery::Push { .. }) => store::Mode::Push,
+                _ => store::Mode::Pull,
+            },
+        })
+        .collect();
+    let (kind, document_id, business, summary) = match package {
+        Package::Edoc(e) => (
+            Kind::Edoc,
+            Some(e.header.document_id.clone()),
+            Some(e.business_type().code() as u8),
+            Summary {
+                number: Some(e.header.code.number.clone()),
+                notation: Some(e.header.code.notation.clone()),
+                subject: Some(e.header.subject.clone()),
+            },
+        ),
+        Package::Status(s) => (
+            Kind::Status,
+            Some(s.response_for.document_id.clone()),
+            None,
+            Summary {
+                number: None,
+                notation: None,
+                subject: Some(format!("status {}: {}", s.code.as_str(), s.code.meaning())),
+            },
+        ),
+    };
+    NewMessage {
+        kind,
+        sender: package.sender().as_str().to_owned(),
+        recipients,
+        document_id: document_id.filter(|d| !d.is_empty()),
+        business_doc_type: business,
+        verdict: serde_json::to_string(verdict).unwrap_or_default(),
+        summary,
+        bytes,
+        received_at: now,
+    }
+}
+
+/// `POST /api/v1/packages`.
+pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
+    let dir = hub.directory();
+    let (package, verdict) = match check(hub, &dir, &req.agency, &req.body, req.now) {
+        Ok(c) => c,
+        Err(p) => return ApiResponse::problem(p),
+    };
+    let m = new_message(&dir, &package, &verdict, req.body.to_vec(), req.now);
+    let (sender, recipients, document_id) = (
+        m.sender.clone(),
+        m.recipients
+            .iter()
+            .map(|r| r.agency.clone())
+            .collect::<Vec<_>>(),
+        m.document_id.clone(),
+    );
+    let signed = |id: MessageId| {
+        let r = receipts::acceptance(
+            &hub.config.id,
+            id,
+            &sender,
+            recipients.clone(),
+            document_id.clone(),
+            &req.body,
+            verdict.clone(),
+            req.now,
+        );
+        crate::receipt::sign(&r, &hub.receipt_signer).unwrap_or_else(|e| {
+            tracing::error!(message = %id, error = %e, "cannot sign an acceptance receipt");
+            Vec::new()
+        })
+    };
+    let accepted = match hub.store.accept(m, &signed) {
+        Ok(a) => a,
+        Err(e) => return store_problem(e),
+    };
+    let (status, id) = match &accepted {
+        Accepted::New { id, .. } => (StatusCode::CREATED, *id),
+        Accepted::Duplicate { id, .. } => (StatusCode::OK, *id),
+    };
+    tracing::info!(message = %id, sender = %req.agency, status = status.as_u16(), "package accepted");
+    if status == StatusCode::CREATED {
+        if let Package::Edoc(e) = &package {
+            if e.business_type() == BusinessDocType::Revoke {
+                revoke(hub, &req.agency, e, id, req.now);
+            }
+        }
+    }
+    let loc = format!("/api/v1/packages/{id}");
+    let mut resp = ApiResponse::xml(status, accepted.receipt().to_vec());
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp = resp.with_header(MESSAGE_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        resp = resp.with_header(LOCATION, v);
+    }
+    resp
+}
+
+/// Cancels the not-yet-delivered deliveries of the document a revocation names, for the
+/// recipients it is addressed to.
+fn revoke(
+    hub: &Hub,
+    sender: &str,
+    e: &crate::edxml::model::Edoc,
+    revocation: MessageId,
+    now: jiff::Timestamp,
+) {
+    let doc = &e.header.document_id;
+    let named: Vec<&str> = e.header.to.iter().map(|o| o.id.as_str()).collect();
+    let earlier = match hub.store.documents(sender, doc) {
+        Ok(ids) => ids,
+        Err(err) => {
+            tracing::error!(error = %err, "revocation: cannot list the revoked document");
+            return;
+        }
+    };
+    for id in earlier.into_iter().filter(|id| *id != revocation) {
+        let Ok(Some(m)) = hub.store.message(id) else {
+            continue;
+        };
+        if m.kind != Kind::Edoc || m.business_doc_type == Some(BusinessDocType::Revoke.code() as u8)
+        {
+            continue;
+        }
+        for (index, recipient) in m.recipients.iter().enumerate() {
+            if !named.contains(&recipient.as_str()) {
+                continue;
+            }
+            let d = DeliveryId {
+                message: id,
+                index: index as u16,
+            };
+            match hub
+                .store
+                .cancel_delivery(d, &format!("revoked by message {revocation}"), now)
+            {
+                Ok(_) => tracing::info!(message = %id, delivery = %d, "revoked before delivery"),
+                Err(StoreError::InvalidTransition { .. }) => {}
+                Err(err) => {
+                    tracing::error!(delivery = %d, error = %err, "revocation: cancel failed")
+                }
+            }
+        }
+    }
+}
+
+/// One recipient in the sender's view.
+#[derive(Serialize)]
+struct RecipientView {
+    recipient: String,
+    delivery_id: String,
+    mode: store::Mode,
+    #[serde(flatten)]
+    state: State,
+    attempts: u32,
+    updated_at: jiff::Timestamp,
+    receipts: Vec<String>,
+}
+
+/// `GET /api/v1/packages/{id}`: per-recipient state, attempts, timestamps, receipt ids.
+pub fn view(hub: &Hub, req: &ApiRequest, id: &str) -> ApiResponse {
+    let not_found = || ApiResponse::problem(Problem::not_found(format!("no package {id}")));
+    let Ok(mid) = id.parse::<MessageId>() else {
+        return not_found();
+    };
+    let m = match hub.store.message(mid) {
+        Ok(Some(m)) if m.sender == req.agency => m,
+        Ok(_) => return not_found(),
+        Err(e) => return store_problem(e),
+    };
+    let deliveries = match hub.store.deliveries(mid) {
+        Ok(d) => d,
+        Err(e) => return store_problem(e),
+    };
+    let recipients: Vec<RecipientView> = deliveries
+        .into_iter()
+        .map(|d| {
+            let receipts = store::receipt_kind(&d.state)
+                .and_then(receipts::kind_of)
+                .map(|k| ReceiptRef::Delivery(d.id, k).id())
+                .into_iter()
+                .collect();
+            RecipientView {
+                recipient: d.recipient,
+                delivery_id: d.id.to_string(),
+                mode: d.mode,
+                state: d.state,
+                attempts: d.attempts,
+                updated_at: d.updated_at,
+                receipts,
+            }
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct View {
+        id: String,
+        kind: Kind,
+        sender: String,
+        document_id: Option<String>,
+        business_doc_type: Option<u8>,
+        sha256: String,
+        size: u64,
+        received_at: jiff::Timestamp,
+        verdict: VerdictSummary,
+        acceptance_receipt: String,
+        recipients: Vec<RecipientView>,
+    }
+    let verdict = receipts::recorded_verdict(&m);
+    ApiResponse::json(
+        StatusCode::OK,
+        &View {
+            id: m.id.to_string(),
+            kind: m.kind,
+            sender: m.sender,
+            document_id: m.document_id,
+            business_doc_type: m.business_doc_type,
+            sha256: m.digest,
+            size: m.size,
+            received_at: m.received_at,
+            verdict,
+            acceptance_receipt: crate::receipt::receipt_id(ReceiptKind::Acceptance, id),
+            recipients,
+        },
+    )
+}
