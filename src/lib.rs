@@ -12,12 +12,13 @@
 //! pki      X.509 certificates, path validation to configured anchors, revocation (CRLs)
 //! directory  the agency directory: who may sign for and authenticate as each agency
 //! receipt  signed receipts (acceptance, delivery, failure, cancellation): build/sign/parse/verify
+//! store    store-and-forward: segment log (fdatasync before acknowledging) + sled, deliveries
+//! deliver  the retry policy and the push workers (HTTPS POST to push-mode agencies)
 //! hub      the HTTPS API (hyper + rustls): config, TLS and auth, limits, problems, API v1
 //! clock    the only place that reads the time; everything else takes `now` as an argument
 //! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
 //! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
 //! ```
-//! Later layers (store, hub, delivery, receipts) build on these.
 //!
 //! # Guarantees
 //! - Received packages are never re-serialized: the original bytes are kept and forwarded.

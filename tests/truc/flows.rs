@@ -554,6 +554,34 @@ fn a_package_goes_in_receipts_come_out_pull_and_push() {
             .body,
         status
     );
+
+    // A revocation after delivery cancels nothing: the revocation itself reaches H29 (H47 in
+    // the fixture), which answers with status 15, relayed to G12.
+    let revoke = package("valid/edoc_revoke.edxml", &[], G12);
+    let rv = hub.call(G12, "POST", "/api/v1/packages", Some(&revoke));
+    assert_eq!(rv.status, 201, "{}", String::from_utf8_lossy(&rv.body));
+    let rid = rv.header("truc-message-id").unwrap().to_owned();
+    let h29 = hub.call(H29, "GET", "/api/v1/inbox", None).json();
+    assert_eq!(h29["items"][0]["id"], rid.as_str());
+    let answer = package("valid/status_15.edxml", &[], H29);
+    assert_eq!(
+        hub.call(H29, "POST", "/api/v1/packages", Some(&answer))
+            .status,
+        201
+    );
+    let g12 = hub.call(G12, "GET", "/api/v1/inbox", None).json();
+    let senders: Vec<&str> = g12["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sender"].as_str().unwrap())
+        .collect();
+    assert_eq!(senders, [H41, H29]);
+    let kinds: Vec<String> = feed(&hub, G12).into_iter().map(|(k, _, _)| k).collect();
+    assert!(
+        !kinds.iter().any(|k| k == "cancellation"),
+        "nothing was left to cancel: {kinds:?}"
+    );
 }
 
 #[test]
