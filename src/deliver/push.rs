@@ -16,6 +16,11 @@
 //! up (dead); any other status is the recipient refusing the package (rejected). The store
 //! issues the delivery or failure receipt in the same batch as the outcome.
 //!
+//! Receipts go the same way to senders that are push endpoints: when its queue is idle, the
+//! worker POSTs the receipts issued for its agency's packages since the last one taken (feed
+//! order, with `Truc-Receipt-Id` and `Truc-Message-Id`; the feed position is kept in the
+//! store), so a push-mode agency need not poll `GET /api/v1/receipts`.
+//!
 //! # Invariants
 //! - Pure parts ([`classify`], [`Circuit`]) take their inputs and `now`; only [`run`] does
 //!   I/O.
@@ -175,11 +180,11 @@ pub struct Settings {
     pub circuit_cool_down: Duration,
 }
 
-/// POSTs `body` to `ep`; the answer's status and up to 4 KiB of its body.
+/// POSTs `body` to `ep` with the `Truc-*` `headers`; the answer's status and up to 4 KiB
+/// of its body.
 async fn post(
     ep: &Endpoint,
-    claim: &Claim,
-    sender: &str,
+    headers: &[(&'static str, String)],
     body: Vec<u8>,
 ) -> Result<(StatusCode, Vec<u8>), String> {
     let host = ep.url.host().ok_or("the URL has no host")?.to_owned();
@@ -201,15 +206,16 @@ async fn post(
         let _ = conn.await;
     });
     let path = ep.url.path_and_query().map_or("/", |p| p.as_str());
-    let req = Request::post(path)
+    let mut req = Request::post(path)
         .header(
             http::header::HOST,
             ep.url.authority().map_or(host.as_str(), |a| a.as_str()),
         )
-        .header(http::header::CONTENT_TYPE, "application/xml")
-        .header("truc-message-id", claim.delivery.message.to_string())
-        .header("truc-delivery-id", claim.delivery.to_string())
-        .header("truc-sender", sender)
+        .header(http::header::CONTENT_TYPE, "application/xml");
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let req = req
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("request: {e}"))?;
     let resp = send
@@ -250,7 +256,12 @@ async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Cl
             return false;
         }
     };
-    let answer = tokio::time::timeout(settings.timeout, post(&ep, &claim, &m.sender, body)).await;
+    let headers = [
+        ("truc-message-id", id.message.to_string()),
+        ("truc-delivery-id", id.to_string()),
+        ("truc-sender", m.sender.clone()),
+    ];
+    let answer = tokio::time::timeout(settings.timeout, post(&ep, &headers, body)).await;
     let outcome = match &answer {
         Ok(Ok((status, body))) => classify(Ok((*status, body))),
         Ok(Err(e)) => classify(Err(e)),
@@ -284,6 +295,68 @@ async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Cl
         Err(e) => tracing::error!(delivery = %id, error = %e, "push: recording task failed"),
     }
     reached
+}
+
+/// Pushes the receipts issued for the endpoint's agency (as a sender) since the last one it
+/// took, in feed order, each with `Truc-Receipt-Id` and `Truc-Message-Id`. Stops at the
+/// first failure worth retrying (`Some(false)`; the next round starts there again); a
+/// receipt the endpoint refuses is skipped, logged. `None`: nothing to push.
+async fn push_receipts(hub: &Arc<Hub>, ep: &Endpoint, settings: &Settings) -> Option<bool> {
+    let (h, agency) = (hub.clone(), ep.agency.clone());
+    let pending = tokio::task::spawn_blocking(move || {
+        let after = h.store.feed_cursor(&agency)?;
+        let mut out = Vec::new();
+        for e in h.store.receipts_for(&agency, after, 16)? {
+            let bytes = h.store.delivery_receipt(e.delivery, e.kind)?;
+            out.push((e, bytes.unwrap_or_default()));
+        }
+        Ok::<_, StoreError>(out)
+    })
+    .await;
+    let pending = match pending {
+        Ok(Ok(p)) if !p.is_empty() => p,
+        Ok(Ok(_)) => return None,
+        other => {
+            tracing::error!(recipient = %ep.agency, result = ?other.map(|r| r.map(|_| ())), "push: cannot read the receipt feed");
+            return None;
+        }
+    };
+    for (entry, bytes) in pending {
+        let id = match crate::hub::receipts::kind_of(entry.kind) {
+            Some(k) => crate::hub::receipts::ReceiptRef::Delivery(entry.delivery, k).id(),
+            None => entry.delivery.to_string(),
+        };
+        let headers = [
+            ("truc-receipt-id", id.clone()),
+            ("truc-message-id", entry.delivery.message.to_string()),
+        ];
+        let answer = tokio::time::timeout(settings.timeout, post(ep, &headers, bytes)).await;
+        let outcome = match &answer {
+            Ok(Ok((status, body))) => classify(Ok((*status, body))),
+            Ok(Err(e)) => classify(Err(e)),
+            Err(_) => classify(Err("no answer in time")),
+        };
+        match outcome {
+            Outcome::Retry(why) => {
+                tracing::warn!(recipient = %ep.agency, receipt = %id, error = %why, "receipt push failed; will retry");
+                return Some(false);
+            }
+            Outcome::Rejected(why) => {
+                tracing::warn!(recipient = %ep.agency, receipt = %id, answer = %why, "the endpoint refused a receipt; skipped");
+            }
+            Outcome::Delivered => {
+                tracing::info!(recipient = %ep.agency, receipt = %id, "receipt pushed");
+            }
+        }
+        let (h, agency, seq) = (hub.clone(), ep.agency.clone(), entry.seq);
+        let saved =
+            tokio::task::spawn_blocking(move || h.store.set_feed_cursor(&agency, seq)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!(recipient = %ep.agency, "push: cannot record the receipt feed position");
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 fn random() -> u64 {
@@ -321,6 +394,16 @@ async fn serve(
             }
         };
         if claims.is_empty() {
+            if allowance > 0 {
+                match push_receipts(&hub, &ep, &settings).await {
+                    Some(true) => {
+                        circuit.success();
+                        continue;
+                    }
+                    Some(false) => circuit.failure(Instant::now()),
+                    None => {}
+                }
+            }
             let wait = circuit
                 .open_until()
                 .map_or(settings.poll, |u| {

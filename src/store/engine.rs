@@ -551,6 +551,27 @@ impl<K: Kv, L: Log> Engine<K, L> {
         Ok(out)
     }
 
+    /// How far `addressee`'s receipt feed has been pushed to it (the last feed position
+    /// delivered), if at all.
+    pub fn feed_cursor(&self, addressee: &str) -> Result<Option<u64>, StoreError> {
+        self.inner
+            .kv
+            .get(&keys::feed_cursor(addressee))?
+            .map(|v| decode(&v, "feed cursor"))
+            .transpose()
+    }
+
+    /// Records that `addressee`'s feed has been pushed up to `seq` (it only moves forward).
+    pub fn set_feed_cursor(&self, addressee: &str, seq: u64) -> Result<(), StoreError> {
+        let _w = self.inner.lock();
+        if self.feed_cursor(addressee)?.is_some_and(|c| c >= seq) {
+            return Ok(());
+        }
+        self.inner
+            .kv
+            .apply(vec![(keys::feed_cursor(addressee), Some(encode(&seq)))])
+    }
+
     /// Claims up to `limit` push deliveries due at `now` (queued, retry due, or with an expired
     /// lease), leasing each until `now + lease`.
     pub fn claim(

@@ -12,6 +12,8 @@ pub const EVENT: u8 = b'e';
 pub const RECEIPT: u8 = b'r';
 /// Receipt feeds: receipts issued for a sender's deliveries, in issue order.
 pub const FEED: u8 = b'x';
+/// Receipt feed cursors: how far each push-mode sender's receipts have been pushed.
+pub const FEED_CURSOR: u8 = b'c';
 /// Due queues of push deliveries, one per recipient.
 pub const DUE: u8 = b'q';
 /// Inboxes of pull deliveries.
@@ -61,6 +63,11 @@ pub fn feed(addressee: &str, seq: u64) -> Vec<u8> {
     let mut k = feed_of(addressee);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// `c ‖ addressee ‖ 0`
+pub fn feed_cursor(addressee: &str) -> Vec<u8> {
+    agency_prefix(FEED_CURSOR, addressee)
 }
 
 /// `x ‖ addressee ‖ 0`

@@ -58,6 +58,7 @@
 //!                                                cancellation), signed by the hub's builder
 //!                                                in the transition's batch
 //! x ‖ sender ‖ 0 ‖ seq:u64                    → (delivery, kind)  the sender's receipt feed
+//! c ‖ sender ‖ 0                              → seq  how far the feed was pushed to the sender
 //! q ‖ recipient ‖ 0 ‖ due_ms:u64 ‖ id ‖ idx   → state:u8  push deliveries queued, retrying or
 //!                                                   leased: due = next attempt, or lease expiry
 //! i ‖ recipient ‖ 0 ‖ id:u64 ‖ idx:u16        → ()  pull deliveries waiting in an inbox

@@ -699,6 +699,12 @@ fn finished_deliveries_get_receipts_in_the_senders_feed() {
             let rest = s.receipts_for(G12, Some(feed[0].seq), 10).unwrap();
             assert_eq!(rest, feed[1..].to_vec());
             assert!(s.receipts_for(H29, None, 10).unwrap().is_empty());
+            // The push cursor over the feed only moves forward.
+            assert_eq!(s.feed_cursor(G12).unwrap(), None);
+            s.set_feed_cursor(G12, feed[1].seq).unwrap();
+            s.set_feed_cursor(G12, feed[0].seq).unwrap();
+            assert_eq!(s.feed_cursor(G12).unwrap(), Some(feed[1].seq));
+            assert_eq!(s.feed_cursor(H29).unwrap(), None);
             // A finished delivery does not get a second receipt.
             assert!(s.ack(pull, t(5)).is_err());
             assert_eq!(s.receipts_for(G12, None, 10).unwrap().len(), 3);
