@@ -43,7 +43,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use crypto::{Hash, Legacy, PublicKey, SignatureAlg};
-pub use package::{PackageError, VerifiedPackage, verify_package};
+pub use package::{PackageError, VerifiedPackage, verify_package, verify_parsed};
 pub use sign::{SignError, Signer};
 pub use verify::{Keys, Policy, verify, verify_signature};
 

@@ -96,6 +96,17 @@ pub fn verify_package<'a>(
     now: Timestamp,
 ) -> Result<VerifiedPackage<'a>, PackageError> {
     let parsed = edxml::parse(bytes, options).map_err(PackageError::Package)?;
+    verify_parsed(parsed, keys, allow_legacy, now)
+}
+
+/// [`verify_package`] for a package already parsed (the hub reads the sender before it
+/// judges the signature, and parses once).
+pub fn verify_parsed<'a>(
+    parsed: ParsedPackage<'a>,
+    keys: &Keys,
+    allow_legacy: bool,
+    now: Timestamp,
+) -> Result<VerifiedPackage<'a>, PackageError> {
     let Some(location) = parsed.signature() else {
         return Err(PackageError::Unsigned);
     };

@@ -129,7 +129,7 @@ pub fn check(
             directory: Some(dir.clone()),
             ..Keys::default()
         };
-        let verified = dsig::verify_package(bytes, &options, &keys, policy.allow_legacy, now)
+        let verified = dsig::verify_parsed(parsed, &keys, policy.allow_legacy, now)
             .map_err(signature_problem)?;
         (
             verified.package().clone(),
