@@ -48,6 +48,17 @@ impl<'a> Query<'a> {
         self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
+    /// `after` and `limit` of a listing: the cursor (`what` it must be, for the problem) and
+    /// the page size.
+    pub fn page<T: std::str::FromStr>(&self, what: &str) -> Result<(Option<T>, usize), Problem> {
+        let after = self
+            .get("after")
+            .map(str::parse::<T>)
+            .transpose()
+            .map_err(|_| Problem::bad_request(format!("after: not {what}")))?;
+        Ok((after, self.limit()?))
+    }
+
     /// `limit`, 1 to 1000, default 100.
     pub fn limit(&self) -> Result<usize, Problem> {
         match self.get("limit") {
@@ -83,15 +94,11 @@ struct Item {
 /// `GET /api/v1/inbox?after=CURSOR&limit=N`: pending pull deliveries, oldest first. The
 /// cursor is the `delivery_id` of the last item seen (`next` in the answer).
 pub fn list(hub: &Hub, req: &ApiRequest) -> ApiResponse {
-    let q = Query::parse(req.query.as_deref());
-    let cursor = match q.get("after").map(str::parse::<DeliveryId>).transpose() {
-        Ok(c) => c,
-        Err(_) => return ApiResponse::problem(Problem::bad_request("after: not a delivery id")),
-    };
-    let limit = match q.limit() {
-        Ok(l) => l,
-        Err(p) => return ApiResponse::problem(p),
-    };
+    let (cursor, limit) =
+        match Query::parse(req.query.as_deref()).page::<DeliveryId>("a delivery id") {
+            Ok(p) => p,
+            Err(p) => return ApiResponse::problem(p),
+        };
     let pending = match hub.store.inbox(&req.agency, cursor, limit) {
         Ok(p) => p,
         Err(e) => return store_problem(e),

@@ -166,15 +166,11 @@ struct FeedItem {
 
 /// `GET /api/v1/receipts?after=SEQ&limit=N`: receipts for the agency's packages.
 pub fn feed(hub: &Hub, req: &ApiRequest) -> ApiResponse {
-    let q = super::inbox::Query::parse(req.query.as_deref());
-    let after = match q.get("after").map(str::parse::<u64>).transpose() {
-        Ok(a) => a,
-        Err(_) => return ApiResponse::problem(Problem::bad_request("after: not a feed position")),
-    };
-    let limit = match q.limit() {
-        Ok(l) => l,
-        Err(p) => return ApiResponse::problem(p),
-    };
+    let (after, limit) =
+        match super::inbox::Query::parse(req.query.as_deref()).page::<u64>("a feed position") {
+            Ok(p) => p,
+            Err(p) => return ApiResponse::problem(p),
+        };
     let entries = match hub.store.receipts_for(&req.agency, after, limit) {
         Ok(e) => e,
         Err(e) => return super::submit::store_problem(e),
