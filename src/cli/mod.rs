@@ -6,6 +6,7 @@
 pub mod cert;
 pub mod dsig;
 pub mod package;
+pub mod receipt;
 pub mod serve;
 
 use std::ffi::OsString;
@@ -50,6 +51,9 @@ pub enum Command {
     Cert(cert::CertCommand),
     /// Run the hub: the agencies' HTTPS API (exit 0 after SIGTERM/SIGINT, 64 bad config).
     Serve(serve::ServeArgs),
+    /// Receipts: verify one offline (exit 0 valid, non-zero with the reason).
+    #[command(subcommand)]
+    Receipt(receipt::ReceiptCommand),
 }
 
 /// What a command produced: an exit code, with output already written.
@@ -96,6 +100,7 @@ pub fn run(
         Command::Verify(a) => dsig::verify(&a, out),
         Command::Cert(cmd) => cert::run(cmd, out),
         Command::Serve(a) => serve::run(&a, out, err),
+        Command::Receipt(cmd) => receipt::run(cmd, out),
     };
     match result {
         Ok(code) => code,

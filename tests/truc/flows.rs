@@ -397,6 +397,66 @@ fn text_of(xml: &[u8], element: &str) -> Option<String> {
     Some(s[start..end].to_owned())
 }
 
+/// `truc receipt verify` on a real receipt: valid with its package, refused with another
+/// package, a tampered receipt, or an anchor that is not the hub's.
+fn receipt_verify_cli(receipt: &[u8], package: &[u8]) {
+    let d = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let (r, p) = (file("r.xml", receipt), file("p.edxml", package));
+    let other = file("other.edxml", b"<other/>");
+    let tampered = file(
+        "t.xml",
+        String::from_utf8_lossy(receipt)
+            .replacen("<Kind>acceptance</Kind>", "<Kind>delivery</Kind>", 1)
+            .as_bytes(),
+    );
+    let root_ca = root().join("certs-test/root-ca.pem").display().to_string();
+    let rogue = root()
+        .join("certs-test/bad/rogue-root.pem")
+        .display()
+        .to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["receipt", "verify"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let o = crate::util::truc(&all);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", crate::util::stderr(&o)));
+        (o.status.code(), v)
+    };
+    let (code, v) = run(&[&r, "--trusted-pem", &root_ca, "--package", &p]);
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (Some(0), Some("valid")),
+        "{v}"
+    );
+    assert_eq!(v["receipt"]["kind"], "acceptance");
+    let (code, v) = run(&[&r, "--trusted-pem", &root_ca, "--package", &other]);
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (Some(1), Some("package-mismatch")),
+        "{v}"
+    );
+    let (code, v) = run(&[&tampered, "--trusted-pem", &root_ca]);
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (Some(1), Some("digest-mismatch")),
+        "{v}"
+    );
+    let (code, _) = run(&[&r, "--trusted-pem", &rogue]);
+    assert_eq!(
+        code,
+        Some(3),
+        "a receipt is trusted only under the hub's anchor"
+    );
+    let o = crate::util::truc(&["receipt", "verify", &r]);
+    assert_eq!(o.status.code(), Some(64), "--trusted-pem is required");
+}
+
 /// The receipts in `agency`'s feed, as (kind, recipient, bytes).
 fn feed(hub: &Hub, agency: &str) -> Vec<(String, String, Vec<u8>)> {
     let r = hub.call(agency, "GET", "/api/v1/receipts", None);
@@ -449,6 +509,8 @@ fn a_package_goes_in_receipts_come_out_pull_and_push() {
         text_of(&acceptance, "PackageSha256"),
         Some(truc::pki::sha256_hex(&pkg))
     );
+    // Whoever holds the receipt proves what it says offline: `truc receipt verify`.
+    receipt_verify_cli(&acceptance, &pkg);
     // The same bytes again: 200, the same message and receipt.
     let again = hub.call(G12, "POST", "/api/v1/packages", Some(&pkg));
     assert_eq!(
