@@ -58,8 +58,6 @@ pub use problem::{Code, Problem, ProblemItem};
 
 use std::path::PathBuf;
 
-use rustls_pki_types::pem::PemObject;
-
 use crate::clock::{Clock, SystemClock};
 use crate::deliver::push::{self, Endpoint};
 use crate::directory::Delivery;
@@ -206,15 +204,10 @@ impl Hub {
                 None => self.config.trust.anchors.clone(),
             };
             let mut roots = rustls::RootCertStore::empty();
-            for f in pem_files(&files)? {
-                for cert in CertificateDer::pem_file_iter(&f)
-                    .map_err(|e| format!("{}: {e}", f.display()))?
-                {
-                    let cert = cert.map_err(|e| format!("{}: {e}", f.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", f.display()))?;
-                }
+            for cert in crate::pki::load_all(&files).map_err(|e| e.to_string())? {
+                roots
+                    .add(CertificateDer::from(cert.der().to_vec()))
+                    .map_err(|e| format!("{}: {e}", cert.subject))?;
             }
             let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
@@ -254,25 +247,6 @@ impl Hub {
     pub fn close(self) -> Result<(), StoreError> {
         self.store.close()
     }
-}
-
-/// The files among `paths`, each directory replaced by the `.pem` files in it.
-fn pem_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "pem"))
-                .collect();
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1313,7 +1313,12 @@ impl<K: Kv, L: Log> Inner<K, L> {
     }
 
     fn duplicate(&self, sender: &str, digest: &[u8; 32]) -> Result<Option<Accepted>, StoreError> {
-        let Some(v) = self.kv.get(&keys::idempotency(sender, digest))? else {
+        self.duplicate_at(&keys::idempotency(sender, digest))
+    }
+
+    /// The acceptance recorded under idempotency key `idem`, if any.
+    fn duplicate_at(&self, idem: &[u8]) -> Result<Option<Accepted>, StoreError> {
+        let Some(v) = self.kv.get(idem)? else {
             return Ok(None);
         };
         let id: MessageId = decode(&v, "idempotency")?;
@@ -1590,10 +1595,8 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 receipt,
             }));
         }
-        if let Some(v) = self.kv.get(&idem)? {
-            let id: MessageId = decode(&v, "idempotency")?;
-            let receipt = self.receipt(id, ACCEPTANCE_RECEIPT)?.unwrap_or_default();
-            return Ok(Ok(Accepted::Duplicate { id, receipt }));
+        if let Some(dup) = self.duplicate_at(&idem)? {
+            return Ok(Ok(dup));
         }
         let new_document = matches!(
             (&meta.document_id, meta.kind, meta.business_doc_type),
