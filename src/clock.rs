@@ -22,6 +22,13 @@ impl Clock for SystemClock {
     }
 }
 
+/// The monotonic clock, for measuring how long a stage took (metrics); never for what the
+/// hub decides, which goes by [`Clock`].
+#[allow(clippy::disallowed_methods)] // the one sanctioned read of the monotonic clock
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 /// A clock that says what it is told, for tests.
 #[derive(Debug)]
 pub struct ManualClock(Mutex<Timestamp>);

@@ -297,7 +297,23 @@ struct Inner<K, L> {
     /// Commit batches so far and acceptances in them (for the group-commit figures).
     batches: AtomicU64,
     batched: AtomicU64,
+    /// Told about every commit group (metrics), once set.
+    observer: std::sync::OnceLock<CommitObserver>,
 }
+
+/// What one commit group cost: how many acceptances, the `fdatasync`, the map apply.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitTiming {
+    /// Acceptances in the group.
+    pub records: usize,
+    /// The log's `fdatasync`.
+    pub sync: Duration,
+    /// Applying the group to the map.
+    pub apply: Duration,
+}
+
+/// Receives a [`CommitTiming`] per commit group, on the store's sync thread (keep it cheap).
+pub type CommitObserver = Box<dyn Fn(CommitTiming) + Send + Sync>;
 
 /// The store engine.
 pub struct Engine<K: Kv, L: Log> {
@@ -353,6 +369,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             failed: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             batched: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         });
         let replayed = inner.recover()?;
         tracing::info!(
@@ -1058,6 +1075,11 @@ impl<K: Kv, L: Log> Engine<K, L> {
         Ok(())
     }
 
+    /// Calls `observer` after every commit group from now on (the first observer set stays).
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.inner.observer.set(observer);
+    }
+
     /// Commit batches so far and the acceptances they carried.
     pub fn commit_stats(&self) -> (u64, u64) {
         (
@@ -1510,15 +1532,27 @@ impl<K: Kv, L: Log> Inner<K, L> {
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.batched
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
+            let records = group.len();
+            let started = crate::clock::monotonic();
             if let Err(e) = self.log.sync() {
                 self.failed.store(true, Ordering::SeqCst);
                 tracing::error!(error = %e, "log fdatasync failed: refusing acceptances until restart");
                 fail_all(group, &format!("log sync: {e}"));
                 continue;
             }
-            let (records, replies): (Vec<_>, Vec<_>) =
+            let (staged, replies): (Vec<_>, Vec<_>) =
                 group.into_iter().map(|w| (w.staged, w.reply)).unzip();
-            let answers: Vec<_> = match self.apply_group(records, false) {
+            let synced = crate::clock::monotonic();
+            let applied = self.apply_group(staged, false);
+            if let Some(observe) = self.observer.get() {
+                let done = crate::clock::monotonic();
+                observe(CommitTiming {
+                    records,
+                    sync: synced - started,
+                    apply: done - synced,
+                });
+            }
+            let answers: Vec<_> = match applied {
                 Ok(results) => results.into_iter().zip(replies).collect(),
                 Err(e) => {
                     // Durable in the log, not in the map: a restart replays them.
