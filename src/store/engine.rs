@@ -16,6 +16,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::audit::{self, AuditLog, Change};
 use super::codec::{decode, encode};
 use super::keys;
 use super::kv::{Kv, MemKv, Op, SledKv};
@@ -299,6 +300,8 @@ struct Inner<K, L> {
     batched: AtomicU64,
     /// Told about every commit group (metrics), once set.
     observer: std::sync::OnceLock<CommitObserver>,
+    /// Every change, hash-chained, appended under the writer lock after its batch.
+    audit: AuditLog,
 }
 
 /// What one commit group cost: how many acceptances, the `fdatasync`, the map apply.
@@ -324,13 +327,17 @@ pub struct Engine<K: Kv, L: Log> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`: `dir/map` (sled) and `dir/log` (segments).
-    /// Replays every acceptance logged after the map's watermark.
+    /// Opens (or creates) the store in `dir`: `dir/map` (sled), `dir/log` (segments) and
+    /// `dir/audit.log`. Replays every acceptance logged after the map's watermark.
     pub fn open(dir: &Path, options: &Options) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let kv = SledKv::open(&dir.join("map"))?;
         let log = FileLog::open(&dir.join("log"), options.max_segment)?;
-        Engine::with(kv, log)
+        // Opening is I/O at the edge: the only time the store reads the clock (to date the
+        // note about a torn audit line it cut).
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let audit = AuditLog::open(&dir.join("audit.log"), now)?;
+        Engine::with_audit(kv, log, audit)
     }
 }
 
@@ -355,8 +362,14 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl<K: Kv, L: Log> Engine<K, L> {
-    /// A store over this map and log: recovers, then starts the writer and syncer.
+    /// A store over this map and log, with an audit log in memory: recovers, then starts
+    /// the writer and syncer.
     pub fn with(kv: K, log: L) -> Result<Self, StoreError> {
+        Engine::with_audit(kv, log, AuditLog::memory())
+    }
+
+    /// A store over this map, log and audit log: recovers, then starts the writer and syncer.
+    pub fn with_audit(kv: K, log: L, audit: AuditLog) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
             kv,
             log,
@@ -370,6 +383,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             batches: AtomicU64::new(0),
             batched: AtomicU64::new(0),
             observer: std::sync::OnceLock::new(),
+            audit,
         });
         let replayed = inner.recover()?;
         tracing::info!(
@@ -915,6 +929,13 @@ impl<K: Kv, L: Log> Engine<K, L> {
         ];
         inner.event(&mut batch, id, now, None, "purged", None, None)?;
         inner.kv.apply(batch)?;
+        inner.audit(Change {
+            at: now,
+            actor: "hub".into(),
+            action: "purged".into(),
+            subject: id.to_string(),
+            detail: Some("package bytes removed after the retention period".into()),
+        })?;
         Ok(true)
     }
 
@@ -1027,7 +1048,51 @@ impl<K: Kv, L: Log> Engine<K, L> {
     /// bounds replay after a crash. Call on shutdown, or after operations that must not be
     /// repeated.
     pub fn sync(&self) -> Result<(), StoreError> {
+        self.inner.audit.sync()?;
         self.inner.kv.sync()
+    }
+
+    /// The audit log (read it, or append what is not a store change, such as an operator's
+    /// request and its outcome).
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Pauses (`true`) or resumes push deliveries to `agency` (operator action; kept across
+    /// restarts). Returns whether that changed anything.
+    pub fn set_paused(&self, agency: &str, paused: bool, now: Timestamp) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let _w = inner.lock();
+        let key = keys::paused(agency);
+        if inner.kv.get(&key)?.is_some() == paused {
+            return Ok(false);
+        }
+        let value = paused.then(|| encode(&now));
+        inner.kv.apply(vec![(key, value)])?;
+        inner.audit(Change {
+            at: now,
+            actor: "operator".into(),
+            action: if paused { "paused" } else { "resumed" }.into(),
+            subject: agency.to_owned(),
+            detail: None,
+        })?;
+        Ok(true)
+    }
+
+    /// The agencies whose push deliveries are paused, with when.
+    pub fn paused(&self) -> Result<BTreeMap<String, Timestamp>, StoreError> {
+        let inner = &self.inner;
+        let mut out = BTreeMap::new();
+        for (k, v) in inner.kv.scan(&[keys::PAUSED], &[keys::PAUSED + 1], usize::MAX)? {
+            let agency = String::from_utf8_lossy(&k[1..k.len().saturating_sub(1)]).into_owned();
+            out.insert(agency, decode(&v, "paused")?);
+        }
+        Ok(out)
+    }
+
+    /// Whether push deliveries to `agency` are paused.
+    pub fn is_paused(&self, agency: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.kv.get(&keys::paused(agency))?.is_some())
     }
 
     /// Checks invariants 1 and 2 of the module docs over the whole map: every delivery has
@@ -1091,6 +1156,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
     /// Stops the writer and syncer (waiting acceptances are still committed) and syncs the map.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
+        self.inner.audit.sync()?;
         self.inner.kv.sync()
         // Drop then syncs again, which is cheap with nothing to flush.
     }
@@ -1116,6 +1182,9 @@ impl<K: Kv, L: Log> Drop for Engine<K, L> {
     /// A graceful stop: waiting acceptances are committed and the map is synced.
     fn drop(&mut self) {
         self.stop();
+        if let Err(e) = self.inner.audit.sync() {
+            tracing::error!(error = %e, "store: audit log sync failed");
+        }
         if let Err(e) = self.inner.kv.sync() {
             tracing::error!(error = %e, "store: final sync failed; the log will be replayed");
         }
@@ -1377,6 +1446,12 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(())
     }
 
+    /// Appends `change` to the audit log; the caller holds the writer lock and has applied
+    /// the change.
+    fn audit(&self, change: Change) -> Result<(), StoreError> {
+        self.audit.append(&[change]).map(|_| ())
+    }
+
     /// Appends an event to `batch` (its sequence after the message's last event).
     #[allow(clippy::too_many_arguments)]
     fn event(
@@ -1481,11 +1556,19 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 Some(encode(&(new.id, kind))),
             ));
         }
+        let change = Change {
+            at: now,
+            actor: audit::actor_of(what, &new, &r.message.sender, detail.as_deref()),
+            action: what.to_owned(),
+            subject: new.id.to_string(),
+            detail: detail.clone(),
+        };
         let (id, index, state) = (new.id.message, new.id.index, new.state.clone());
         r.deliveries[i] = new;
         batch.push((keys::message(id), Some(encode(&*r))));
         self.event(&mut batch, id, now, Some(index), what, Some(&state), detail)?;
-        self.kv.apply(batch)
+        self.kv.apply(batch)?;
+        self.audit(change)
     }
 
     /// Group commit, first stage: appends every waiting acceptance to the log (page cache
@@ -1602,6 +1685,13 @@ impl<K: Kv, L: Log> Inner<K, L> {
             batch.push((keys::WATERMARK.to_vec(), Some(encode(&end))));
         }
         self.kv.apply(batch)?;
+        if !group.changes.is_empty() {
+            if let Err(e) = self.audit.append(&group.changes) {
+                // The acceptances are durable and applied; only their audit lines are
+                // missing. Say so loudly rather than refuse what is already stored.
+                tracing::error!(error = %e, "audit log: cannot append acceptances");
+            }
+        }
         Ok(results)
     }
 
@@ -1654,6 +1744,22 @@ impl<K: Kv, L: Log> Inner<K, L> {
             }
         }
         let id = meta.id;
+        group.changes.push(Change {
+            at: meta.received_at,
+            actor: format!("agency:{}", meta.sender),
+            action: if replay { "accepted (replayed)" } else { "accepted" }.into(),
+            subject: id.to_string(),
+            detail: Some(format!(
+                "{} sha256 {} to {}",
+                if meta.kind == Kind::Edoc { "edoc" } else { "status" },
+                meta.digest,
+                meta.recipients
+                    .iter()
+                    .map(|r| r.agency.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+        });
         group.seen.insert(idem, index);
         if let Some(doc) = &meta.document_id {
             group
@@ -1701,4 +1807,6 @@ struct Group {
     seen: std::collections::HashMap<Vec<u8>, usize>,
     /// Sender and DocumentId prefix → first message and its digest.
     documents: std::collections::HashMap<Vec<u8>, (MessageId, String)>,
+    /// The audit lines of the acceptances applied.
+    changes: Vec<Change>,
 }

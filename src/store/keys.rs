@@ -24,6 +24,8 @@ pub const FINISHED: u8 = b's';
 pub const IDEMPOTENCY: u8 = b'h';
 /// Messages by sender and DocumentId.
 pub const DOCUMENT: u8 = b'k';
+/// Agencies whose push deliveries an operator paused.
+pub const PAUSED: u8 = b'p';
 /// The applied-log watermark.
 pub const WATERMARK: &[u8] = b"w";
 
@@ -68,6 +70,11 @@ pub fn feed(addressee: &str, seq: u64) -> Vec<u8> {
 /// `c ‖ addressee ‖ 0`
 pub fn feed_cursor(addressee: &str) -> Vec<u8> {
     agency_prefix(FEED_CURSOR, addressee)
+}
+
+/// `p ‖ agency ‖ 0`
+pub fn paused(agency: &str) -> Vec<u8> {
+    agency_prefix(PAUSED, agency)
 }
 
 /// `x ‖ addressee ‖ 0`

@@ -96,6 +96,7 @@
 //! 6. Nothing acknowledged is lost: every acceptance `accept` returned is in the log before
 //!    the return and in the map after any restart.
 
+pub mod audit;
 pub mod codec;
 pub mod engine;
 pub mod keys;

@@ -1040,3 +1040,59 @@ mod model {
         }
     }
 }
+
+/// The audit log's lines, all of them.
+fn audit_lines<K: Kv, L: Log>(s: &Engine<K, L>) -> Vec<u8> {
+    let (mut out, mut next) = (Vec::new(), Some(0));
+    while let Some(at) = next {
+        let (chunk, n) = s.audit().read(at, 1 << 16).unwrap();
+        out.extend(chunk);
+        next = n;
+    }
+    out
+}
+
+#[test]
+fn every_change_is_in_the_audit_chain_in_order_across_restarts() {
+    for mut h in Harness::both() {
+        let id = with!(&h, |s| {
+            let id = accept(s, new(G12, PUSH_AND_PULL, b"audited", None, t(0)));
+            let c = s.claim(t(1), Duration::from_secs(60), 1).unwrap().remove(0);
+            s.delivered(c.delivery, 1, t(2)).unwrap();
+            s.ack(DeliveryId { message: id, index: 1 }, t(3)).unwrap();
+            assert!(s.set_paused(H29, true, t(4)).unwrap());
+            assert!(!s.set_paused(H29, true, t(4)).unwrap(), "already paused");
+            assert_eq!(s.paused().unwrap().keys().collect::<Vec<_>>(), [H29]);
+            assert!(s.is_paused(H29).unwrap() && !s.is_paused(H41).unwrap());
+            id
+        });
+        h.restart();
+        with!(&h, |s| {
+            assert!(s.is_paused(H29).unwrap(), "{}: a pause outlives a restart", h.name());
+            s.set_paused(H29, false, t(5)).unwrap();
+            let bytes = audit_lines(s);
+            let head = audit::verify(&bytes[..], audit::Head::default(), None).unwrap();
+            assert_eq!(head, s.audit().head(), "{}", h.name());
+            let entries: Vec<audit::AuditEntry> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            let seen: Vec<(&str, &str, &str)> = entries
+                .iter()
+                .map(|e| (e.actor.as_str(), e.action.as_str(), e.subject.as_str()))
+                .collect();
+            let (m, d0, d1) = (id.to_string(), format!("{id}-0"), format!("{id}-1"));
+            let expected = [
+                ("agency:000.00.00.G12", "accepted", m.as_str()),
+                ("hub", "claimed", d0.as_str()),
+                ("hub", "delivered", d0.as_str()),
+                ("agency:000.00.00.H41", "acknowledged", d1.as_str()),
+                ("operator", "paused", H29),
+                ("operator", "resumed", H29),
+            ];
+            assert_eq!(seen, expected, "{}", h.name());
+            assert!(entries[0].detail.as_deref().unwrap().contains("sha256"));
+        });
+    }
+}
