@@ -15,6 +15,7 @@
 //! store    store-and-forward: segment log (fdatasync before acknowledging) + sled, deliveries
 //! deliver  the retry policy and the push workers (HTTPS POST to push-mode agencies)
 //! hub      the HTTPS API (hyper + rustls): config, TLS and auth, limits, problems, API v1
+//! admin    the ops listener: admin API, dashboard, /metrics, /healthz, /readyz; audited actions
 //! clock    the only place that reads the time; everything else takes `now` as an argument
 //! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
 //! cli      the subcommands of the `truc` binary (I/O at the edge: files, stdout)
@@ -28,6 +29,7 @@
 //! Specifications followed: XML 1.0 (5th ed.), Namespaces in XML 1.0, QCVN 102:2016/BTTTT
 //! as digested in `README.md`.
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod deliver;
@@ -35,6 +37,7 @@ pub mod directory;
 pub mod dsig;
 pub mod edxml;
 pub mod hub;
+pub mod metrics;
 pub mod pki;
 pub mod receipt;
 pub mod store;

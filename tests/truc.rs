@@ -8,10 +8,16 @@
 #[path = "truc/util.rs"]
 mod util;
 
+#[path = "truc/admin.rs"]
+mod admin;
 #[path = "truc/c14n.rs"]
 mod c14n;
 #[path = "truc/cli.rs"]
 mod cli;
+#[path = "truc/client.rs"]
+mod client;
+#[path = "truc/dashboard.rs"]
+mod dashboard;
 #[path = "truc/dsig_interop.rs"]
 mod dsig_interop;
 #[path = "truc/dsig_mutation.rs"]
@@ -22,6 +28,8 @@ mod fixtures;
 mod flows;
 #[path = "truc/hub.rs"]
 mod hub;
+#[path = "truc/logs.rs"]
+mod logs;
 #[path = "truc/malformed.rs"]
 mod malformed;
 #[path = "truc/receipt.rs"]

@@ -321,7 +321,7 @@ pub fn dsig_verify(a: &DsigVerifyArgs, out: &mut dyn Write) -> Outcome {
     Ok(verdict.exit_code())
 }
 
-fn signer(a: &SignerArgs) -> anyhow::Result<Signer> {
+pub(crate) fn signer(a: &SignerArgs) -> anyhow::Result<Signer> {
     // The file may carry the chain after the signer's certificate.
     let mut chain = Certificate::load(&a.cert)?;
     for c in pki::load_all(&a.chain)? {

@@ -3,7 +3,10 @@
 //! Command and flag names are a contract (documentation and checks rely on them). Exit codes:
 //! 0 success, 1 failure (an invalid package, an I/O error), 64 usage error (bad arguments).
 
+pub mod admin;
+pub mod agency;
 pub mod cert;
+pub mod client;
 pub mod dsig;
 pub mod package;
 pub mod receipt;
@@ -29,6 +32,15 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: text, or one JSON object per line (filtered by TRUC_LOG).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t
+    )]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 /// Subcommands.
@@ -54,6 +66,20 @@ pub enum Command {
     /// Receipts: verify one offline (exit 0 valid, non-zero with the reason).
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
+    /// Operators: queues, messages, retry / cancel / requeue, pause / resume, reload, audit
+    /// (over the admin API; exit 0 done, 1 refused or audit chain broken, 2 unreachable).
+    Admin(admin::AdminArgs),
+    /// Submit a package to the hub (exit 0 accepted or duplicate, 1 refused, 2 unreachable).
+    Send(agency::SendArgs),
+    /// The agency's inbox on the hub: list, fetch, acknowledge.
+    #[command(subcommand)]
+    Inbox(agency::InboxCommand),
+    /// Receipts the hub issued for the agency's packages: list, fetch.
+    #[command(subcommand)]
+    Receipts(agency::ReceiptsCommand),
+    /// Status packages: build, sign and submit one answering a received package.
+    #[command(subcommand)]
+    Status(agency::StatusCommand),
 }
 
 /// What a command produced: an exit code, with output already written.
@@ -71,10 +97,21 @@ pub enum CliError {
 }
 
 /// Parses `args` and runs the command, writing to `out` and `err`. Returns the exit code.
+/// Installs no log subscriber ([`main`] does).
 pub fn run(
     args: impl IntoIterator<Item = OsString>,
     out: &mut dyn Write,
     err: &mut dyn Write,
+) -> u8 {
+    run_with(args, out, err, |_| {})
+}
+
+/// [`run`], calling `logs` with the chosen `--log-format` once the arguments are parsed.
+fn run_with(
+    args: impl IntoIterator<Item = OsString>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    logs: impl FnOnce(crate::telemetry::LogFormat),
 ) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -91,6 +128,7 @@ pub fn run(
             return code;
         }
     };
+    logs(cli.log_format);
     let result = match cli.command {
         Command::Package(cmd) => package::run(cmd, out, err),
         Command::C14n(a) => dsig::c14n(&a, out),
@@ -101,6 +139,11 @@ pub fn run(
         Command::Cert(cmd) => cert::run(cmd, out),
         Command::Serve(a) => serve::run(&a, out, err),
         Command::Receipt(cmd) => receipt::run(cmd, out),
+        Command::Admin(a) => admin::run(&a, out, err),
+        Command::Send(a) => agency::send(&a, out, err),
+        Command::Inbox(cmd) => agency::inbox(cmd, out, err),
+        Command::Receipts(cmd) => agency::receipts(cmd, out, err),
+        Command::Status(cmd) => agency::status(cmd, out, err),
     };
     match result {
         Ok(code) => code,
@@ -120,11 +163,11 @@ pub fn run(
 /// The streams are not locked for the whole command: `truc serve` logs from other threads to
 /// stderr while it runs, and a lock held by the main thread would block them.
 pub fn main() -> ExitCode {
-    crate::telemetry::init();
-    let code = run(
+    let code = run_with(
         std::env::args_os(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),
+        crate::telemetry::init,
     );
     ExitCode::from(code)
 }

@@ -7,9 +7,11 @@
 //! ```
 //! Without `--config` the hub runs on the embedded defaults ([`Config::embedded`]): the test
 //! PKI and demo directory in `certs-test/`, data in `./truc-data`, the API on
-//! `https://127.0.0.1:8443`. Flags override the file. `--ready-file` receives the bound API
-//! address (`ADDR:PORT` and a newline, written atomically) once the hub accepts connections,
-//! for supervisors and tests that listen on port 0. SIGHUP reloads the agency directory and
+//! `https://127.0.0.1:8443`, the admin listener on `http://127.0.0.1:8444` (its token in
+//! `<data>/admin.token`, generated on first start). Flags override the file. `--ready-file`
+//! receives the bound API address and, on the second line, the admin address (`ADDR:PORT`
+//! each, written atomically) once the hub accepts connections, for supervisors and tests
+//! that listen on port 0. SIGHUP reloads the agency directory and
 //! the CRLs.
 //!
 //! Exit codes: 0 after a graceful shutdown (or a valid `--check-config`), 64 for a
@@ -26,6 +28,10 @@ use clap::Args;
 
 use super::{EXIT_OK, EXIT_USAGE, Outcome};
 use crate::clock::{Clock, SystemClock};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::admin::AdminServer;
+use crate::admin::auth::Auth;
 use crate::hub::server::{Drained, Server, Signals};
 use crate::hub::{Config, ConfigError, Hub, HubError};
 
@@ -53,7 +59,8 @@ pub struct ServeArgs {
     /// 64 listing every problem.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub check_config: Option<PathBuf>,
-    /// Once listening, write the bound API address (ADDR:PORT) to this file.
+    /// Once listening, write the bound API address (ADDR:PORT) to this file, and the admin
+    /// listener's on a second line.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -155,13 +162,31 @@ fn report(e: &ConfigError, err: &mut dyn Write) -> u8 {
 
 async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Result<Drained> {
     let signals = Signals::install().context("cannot install signal handlers")?;
+    let token_file = hub.config.admin_token_file();
+    if let Some(dir) = token_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let (auth, created) = Auth::load_or_create(&token_file)?;
+    if created {
+        tracing::info!(file = %token_file.display(), "admin token generated");
+    }
+    let api_ready = Arc::new(AtomicBool::new(false));
+    let admin = AdminServer::bind(
+        hub.clone(),
+        hub.config.admin_listen,
+        auth,
+        api_ready.clone(),
+    )
+    .await?;
     let server = Server::bind(hub.clone(), hub.config.listen).await?;
+    api_ready.store(true, Ordering::SeqCst);
     let addr = server.local_addr();
-    tracing::info!(%addr, hub = %hub.config.id, "listening");
-    banner(&hub, addr, err);
+    let admin_addr = admin.local_addr();
+    tracing::info!(%addr, admin = %admin_addr, hub = %hub.config.id, "listening");
+    banner(&hub, addr, admin_addr, &token_file, err);
     if let Some(file) = &a.ready_file {
         let tmp = file.with_extension("tmp");
-        std::fs::write(&tmp, format!("{addr}\n"))
+        std::fs::write(&tmp, format!("{addr}\n{admin_addr}\n"))
             .and_then(|()| std::fs::rename(&tmp, file))
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
@@ -176,10 +201,15 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
             hub.reload_crls();
         });
     };
+    let (down, mut is_down) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         let signal = signals.terminated(on_hangup).await;
         tracing::info!(signal, "shutting down");
+        let _ = down.send(true);
     };
+    let admin = tokio::spawn(admin.run(async move {
+        let _ = is_down.wait_for(|d| *d).await;
+    }));
     // Push workers: one per push endpoint. On shutdown they stop claiming and finish the
     // attempts in flight (bounded by the push timeout), within the grace period.
     let endpoints = hub.push_endpoints().map_err(anyhow::Error::msg)?;
@@ -188,6 +218,7 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
     let mut workers = crate::deliver::push::run(hub.clone(), endpoints, settings, stopped);
     let drained = server.run(shutdown).await;
     let _ = stop.send(true);
+    let _ = admin.await;
     let grace = hub.config.limits.shutdown_grace;
     if tokio::time::timeout(grace, async {
         while workers.join_next().await.is_some() {}
@@ -201,7 +232,7 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
 }
 
 /// What the operator sees on start: where the hub listens and how to send a first package.
-fn banner(hub: &Hub, addr: SocketAddr, err: &mut dyn Write) {
+fn banner(hub: &Hub, addr: SocketAddr, admin: SocketAddr, token_file: &Path, err: &mut dyn Write) {
     let c = &hub.config;
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
@@ -214,7 +245,7 @@ fn banner(hub: &Hub, addr: SocketAddr, err: &mut dyn Write) {
         err,
         "truc serve: hub {:?} ({}) listening on {url}\n\
          truc serve: {} agencies from {}; store in {}\n\
-         truc serve: admin_listen {} is configured; the admin API is not served yet\n\
+         truc serve: admin API, dashboard and /metrics on {}://{admin} (token in {})\n\
          \n\
          Send a first package (agency 000.00.00.G12, from the root of a checkout):\n  \
          truc package new --from 000.00.00.G12 --to 000.00.00.H29 --number 1 --notation BTC-VP \\\n      \
@@ -230,6 +261,7 @@ fn banner(hub: &Hub, addr: SocketAddr, err: &mut dyn Write) {
         hub.directory().agencies().count(),
         c.directory.display(),
         c.data.join("store").display(),
-        c.admin_listen,
+        if c.admin.tls { "https" } else { "http" },
+        token_file.display(),
     );
 }

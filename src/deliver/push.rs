@@ -180,6 +180,125 @@ pub struct Settings {
     pub circuit_cool_down: Duration,
 }
 
+/// What the workers show of themselves to the ops console: each endpoint's circuit.
+#[derive(Debug, Default)]
+pub struct Live {
+    circuits: std::sync::Mutex<std::collections::BTreeMap<String, CircuitState>>,
+}
+
+impl Live {
+    /// The circuit of each endpoint with a worker, by agency.
+    pub fn circuits(&self) -> std::collections::BTreeMap<String, CircuitState> {
+        self.circuits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, agency: &str, state: CircuitState) {
+        let mut c = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
+        if c.get(agency) != Some(&state) {
+            c.insert(agency.to_owned(), state);
+        }
+    }
+}
+
+/// Why a connection could not be opened ([`connect`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL names no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The TCP connection failed (`host:port`).
+    #[error("connect {addr}: {source}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The host is not a valid TLS server name.
+    #[error("server name {host}: {detail}")]
+    ServerName {
+        /// The host of the URL.
+        host: String,
+        /// Why.
+        detail: String,
+    },
+    /// The TLS handshake failed (the `rustls::Error` is inside the `io::Error`).
+    #[error("TLS with {addr}: {source}")]
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The HTTP/1.1 handshake failed.
+    #[error("HTTP with {addr}: {source}")]
+    Http {
+        /// `host:port`.
+        addr: String,
+        /// What failed.
+        source: hyper::Error,
+    },
+}
+
+/// Opens an HTTP/1.1 connection to `url`'s host and port: over TLS with `tls` (port 443 by
+/// default), or plain TCP when `tls` is `None` (port 80 by default). The connection is
+/// driven by a spawned task (so this needs a tokio runtime) and ends when the returned
+/// sender is dropped; it can carry several requests in turn (keep-alive).
+pub async fn connect(
+    url: &Uri,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ConnectError> {
+    let host = url.host().ok_or(ConnectError::NoHost)?.to_owned();
+    let port = url
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let addr = format!("{host}:{port}");
+    let bare = host.trim_matches(|c| c == '[' || c == ']');
+    let tcp = TcpStream::connect((bare, port))
+        .await
+        .map_err(|source| ConnectError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    async fn handshake<T>(
+        io: T,
+        addr: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ConnectError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|source| ConnectError::Http {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+    let Some(tls) = tls else {
+        return handshake(tcp, &addr).await;
+    };
+    let name = ServerName::try_from(bare.to_owned()).map_err(|e| ConnectError::ServerName {
+        host: host.clone(),
+        detail: e.to_string(),
+    })?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|source| ConnectError::Tls {
+            addr: addr.clone(),
+            source,
+        })?;
+    handshake(stream, &addr).await
+}
+
 /// POSTs `body` to `ep` with the `Truc-*` `headers`; the answer's status and up to 4 KiB
 /// of its body.
 async fn post(
@@ -187,29 +306,14 @@ async fn post(
     headers: &[(&'static str, String)],
     body: Vec<u8>,
 ) -> Result<(StatusCode, Vec<u8>), String> {
-    let host = ep.url.host().ok_or("the URL has no host")?.to_owned();
-    let port = ep.url.port_u16().unwrap_or(443);
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let mut send = connect(&ep.url, Some(&ep.tls))
         .await
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_owned())
-        .map_err(|e| format!("server name {host}: {e}"))?;
-    let tls = tokio_rustls::TlsConnector::from(ep.tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("HTTP with {host}:{port}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+        .map_err(|e| e.to_string())?;
     let path = ep.url.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::post(path)
         .header(
             http::header::HOST,
-            ep.url.authority().map_or(host.as_str(), |a| a.as_str()),
+            ep.url.authority().map_or("", |a| a.as_str()),
         )
         .header(http::header::CONTENT_TYPE, "application/xml");
     for (name, value) in headers {
@@ -252,7 +356,7 @@ async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Cl
     let (m, body, d) = match read {
         Ok(Ok((Some(m), Some(body), Some(d)))) => (m, body, d),
         other => {
-            tracing::error!(delivery = %id, result = ?other.map(|r| r.map(|_| ())), "push: cannot read the package");
+            tracing::error!(message = %id.message, delivery = %id, result = ?other.map(|r| r.map(|_| ())), "push: cannot read the package");
             return false;
         }
     };
@@ -287,12 +391,19 @@ async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Cl
     })
     .await;
     match record {
-        Ok(Ok((outcome, d))) => tracing::info!(
-            message = %id.message, delivery = %id, recipient = %ep.agency, attempt,
-            state = %d.state.name(), outcome = ?outcome, "push attempt"
-        ),
-        Ok(Err(e)) => tracing::warn!(delivery = %id, error = %e, "push: outcome not recorded"),
-        Err(e) => tracing::error!(delivery = %id, error = %e, "push: recording task failed"),
+        Ok(Ok((outcome, d))) => {
+            hub.metrics.delivery_attempt(d.state.name());
+            tracing::info!(
+                message = %id.message, delivery = %id, recipient = %ep.agency, attempt,
+                state = %d.state.name(), outcome = ?outcome, "push attempt"
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(message = %id.message, delivery = %id, error = %e, "push: outcome not recorded")
+        }
+        Err(e) => {
+            tracing::error!(message = %id.message, delivery = %id, error = %e, "push: recording task failed")
+        }
     }
     reached
 }
@@ -338,21 +449,21 @@ async fn push_receipts(hub: &Arc<Hub>, ep: &Endpoint, settings: &Settings) -> Op
         };
         match outcome {
             Outcome::Retry(why) => {
-                tracing::warn!(recipient = %ep.agency, receipt = %id, error = %why, "receipt push failed; will retry");
+                tracing::warn!(recipient = %ep.agency, message = %entry.delivery.message, receipt = %id, error = %why, "receipt push failed; will retry");
                 return Some(false);
             }
             Outcome::Rejected(why) => {
-                tracing::warn!(recipient = %ep.agency, receipt = %id, answer = %why, "the endpoint refused a receipt; skipped");
+                tracing::warn!(recipient = %ep.agency, message = %entry.delivery.message, receipt = %id, answer = %why, "the endpoint refused a receipt; skipped");
             }
             Outcome::Delivered => {
-                tracing::info!(recipient = %ep.agency, receipt = %id, "receipt pushed");
+                tracing::info!(recipient = %ep.agency, message = %entry.delivery.message, receipt = %id, "receipt pushed");
             }
         }
         let (h, agency, seq) = (hub.clone(), ep.agency.clone(), entry.seq);
         let saved =
             tokio::task::spawn_blocking(move || h.store.set_feed_cursor(&agency, seq)).await;
         if !matches!(saved, Ok(Ok(()))) {
-            tracing::error!(recipient = %ep.agency, "push: cannot record the receipt feed position");
+            tracing::error!(recipient = %ep.agency, message = %entry.delivery.message, "push: cannot record the receipt feed position");
             return Some(false);
         }
     }
@@ -375,26 +486,34 @@ async fn serve(
     let mut circuit = Circuit::new(settings.circuit_threshold, settings.circuit_cool_down);
     let lease = settings.timeout.saturating_mul(2) + Duration::from_secs(5);
     while !*stop.borrow() {
+        hub.push_live.set(&ep.agency, circuit.state(Instant::now()));
         let allowance = circuit.allowance(Instant::now(), settings.concurrency.max(1));
-        let claims = if allowance == 0 {
-            Vec::new()
+        // An operator's pause holds everything for the endpoint (packages and receipts);
+        // the deliveries stay due in the queue.
+        let (claims, paused) = if allowance == 0 {
+            (Vec::new(), false)
         } else {
             let (h, agency) = (hub.clone(), ep.agency.clone());
             match tokio::task::spawn_blocking(move || {
-                h.store.claim_for(&agency, h.clock.now(), lease, allowance)
+                if h.store.is_paused(&agency)? {
+                    return Ok((Vec::new(), true));
+                }
+                h.store
+                    .claim_for(&agency, h.clock.now(), lease, allowance)
+                    .map(|c| (c, false))
             })
             .await
             {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     tracing::error!(recipient = %ep.agency, error = %e, "push: claim failed");
-                    Vec::new()
+                    (Vec::new(), false)
                 }
-                Err(_) => Vec::new(),
+                Err(_) => (Vec::new(), false),
             }
         };
         if claims.is_empty() {
-            if allowance > 0 {
+            if allowance > 0 && !paused {
                 match push_receipts(&hub, &ep, &settings).await {
                     Some(true) => {
                         circuit.success();

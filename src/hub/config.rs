@@ -22,9 +22,14 @@
 //! id = "truc-dev"                    # written into every receipt (Receipt/Hub)
 //! name = "truc development hub"
 //! listen = "127.0.0.1:8443"          # the agencies' HTTPS API (port 0: any free port)
-//! admin_listen = "127.0.0.1:8444"    # the admin API (parsed; not served yet)
+//! admin_listen = "127.0.0.1:8444"    # the admin API, dashboard and /metrics
 //! data = "./truc-data"               # the store lives in <data>/store
 //! directory = "certs-test/directory.toml"
+//!
+//! [admin]
+//! token_file = "<data>/admin.token"  # bearer token; generated on first start if absent
+//! tls = false                        # serve the admin listener over TLS (tls.cert/key);
+//!                                    # required unless admin_listen is a loopback address
 //!
 //! [tls]
 //! cert = "certs-test/hub/tls.pem"    # PEM, server certificate first, then its chain
@@ -92,9 +97,11 @@ pub struct Config {
     /// Where the agencies' HTTPS API listens. Default `127.0.0.1:8443`; port 0 picks a free
     /// port (the bound address is logged and written to `truc serve --ready-file`).
     pub listen: SocketAddr,
-    /// Where the admin API listens. Default `127.0.0.1:8444`. Parsed and checked only: the
-    /// admin API is not served yet.
+    /// Where the admin API, the dashboard and `/metrics` listen. Default `127.0.0.1:8444`:
+    /// loopback only, plain HTTP, unless `[admin] tls` is set.
     pub admin_listen: SocketAddr,
+    /// The admin listener's token and transport.
+    pub admin: AdminConfig,
     /// The data directory; the store lives in `<data>/store`. Default `./truc-data`.
     pub data: PathBuf,
     /// The agency directory (TOML, see [`crate::directory`]). Default
@@ -110,6 +117,28 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Push delivery: timeouts, concurrency and the retry schedule.
     pub delivery: DeliveryConfig,
+}
+
+/// `[admin]`: who may use the admin listener, and over what.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// File holding the bearer token (its first line). Default `<data>/admin.token`, created
+    /// with a random token (mode 0600) on first start when it does not exist.
+    pub token_file: Option<PathBuf>,
+    /// Serve the admin listener over TLS with the hub's `[tls]` certificate. Needed for any
+    /// address that is not loopback. Default false.
+    pub tls: bool,
+}
+
+impl Config {
+    /// Where the admin token is read from (or generated into).
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.admin
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.data.join("admin.token"))
+    }
 }
 
 /// `[tls]`: the hub's TLS server identity.
@@ -237,6 +266,7 @@ impl Default for Config {
             name: "truc development hub".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            admin: AdminConfig::default(),
             data: PathBuf::from("truc-data"),
             directory: PathBuf::from("certs-test/directory.toml"),
             tls: TlsConfig::default(),
@@ -466,6 +496,9 @@ impl Config {
         self.trust.crls.iter_mut().for_each(fix);
         fix(&mut self.receipts.key);
         fix(&mut self.receipts.cert);
+        if let Some(t) = &mut self.admin.token_file {
+            fix(t);
+        }
     }
 
     /// Checks every value that needs no file: identifiers, addresses, limits, timeouts and
@@ -481,6 +514,16 @@ impl Config {
             p.add(
                 "admin_listen",
                 format!("is the same address as listen ({})", self.listen),
+            );
+        }
+        if !self.admin_listen.ip().is_loopback() && !self.admin.tls {
+            p.add(
+                "admin_listen",
+                format!(
+                    "{} is not a loopback address: the admin API carries a bearer token and \
+                     operator actions, so set [admin] tls = true to serve it over TLS",
+                    self.admin_listen
+                ),
             );
         }
         if self.trust.anchors.is_empty() {
@@ -572,11 +615,8 @@ impl Config {
             }
         }
         if let (Some(chain), Some(key)) = (&tls_chain, &tls_key) {
-            let built = crate::hub::server::tls_config(
-                chain.clone(),
-                key.clone_key(),
-                TrustStore::default(),
-            );
+            let built =
+                crate::hub::server::tls_config(chain.clone(), key.clone_key(), Arc::default());
             if let Err(e) = built {
                 p.add("tls.key", format!("{}: {e}", self.tls.key.display()));
             }
@@ -678,6 +718,32 @@ impl Config {
             crls,
             receipt_signer,
             directory,
+        })
+    }
+}
+
+impl Config {
+    /// The trust anchors and intermediates read again from their files, with revocation
+    /// from `crls` (the running CRL store): what a reload swaps in. The first file that
+    /// fails is the error.
+    pub fn reload_trust(&self, crls: Option<&Arc<CrlStore>>) -> Result<TrustStore, String> {
+        let anchors =
+            pki::load_all(&self.trust.anchors).map_err(|e| format!("trust.anchors: {e}"))?;
+        if anchors.is_empty() {
+            return Err("trust.anchors: no certificate found".into());
+        }
+        let intermediates = pki::load_all(&self.trust.intermediates)
+            .map_err(|e| format!("trust.intermediates: {e}"))?;
+        let trust = TrustStore::new(anchors, intermediates);
+        Ok(match crls {
+            Some(crls) => trust.with_revocation(
+                crls.clone(),
+                RevocationPolicy {
+                    hard_fail: !self.trust.crl_soft_fail,
+                    ..RevocationPolicy::default()
+                },
+            ),
+            None => trust,
         })
     }
 }

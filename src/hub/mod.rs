@@ -34,8 +34,8 @@
 //!   caller closes the store ([`Hub::close`]).
 //!
 //! # Non-guarantees
-//! HTTP/2 is not offered (ALPN `http/1.1` only). The admin API (`admin_listen`) is not
-//! served yet. Limits are per process: several hubs behind one address do not share rate
+//! HTTP/2 is not offered (ALPN `http/1.1` only). The admin listener (`admin_listen`) is
+//! [`crate::admin`]. Limits are per process: several hubs behind one address do not share rate
 //! limits.
 
 pub mod api;
@@ -83,6 +83,34 @@ pub enum HubError {
     },
 }
 
+/// The trust store in use, replaced whole by a reload while readers keep the one they took.
+#[derive(Debug, Default)]
+pub struct TrustCell(RwLock<Arc<TrustStore>>);
+
+impl TrustCell {
+    /// A cell holding `trust`.
+    pub fn new(trust: TrustStore) -> Self {
+        TrustCell(RwLock::new(Arc::new(trust)))
+    }
+
+    /// The current trust store (a snapshot).
+    pub fn get(&self) -> Arc<TrustStore> {
+        match self.0.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces it.
+    pub fn set(&self, trust: TrustStore) {
+        let trust = Arc::new(trust);
+        match self.0.write() {
+            Ok(mut t) => *t = trust,
+            Err(poisoned) => *poisoned.into_inner() = trust,
+        }
+    }
+}
+
 /// The running hub's state, shared by every request (behind an `Arc`).
 pub struct Hub {
     /// The configuration it was opened with (paths absolute).
@@ -90,8 +118,8 @@ pub struct Hub {
     /// The agency directory; replaced whole by [`Hub::reload_directory`].
     directory: RwLock<Arc<Directory>>,
     /// Anchors, intermediates and the CRLs (`trust.crls`), for signers, TLS clients and push
-    /// endpoints.
-    pub trust: TrustStore,
+    /// endpoints; swapped whole by [`Hub::reload_trust`].
+    pub trust: Arc<TrustCell>,
     /// The CRLs behind [`Hub::trust`], reloaded on an interval and on SIGHUP.
     pub crls: Option<Arc<CrlStore>>,
     /// Signs receipts (`receipts.key` with the `receipts.cert` chain).
@@ -100,6 +128,10 @@ pub struct Hub {
     pub store: Store,
     /// Where `now` comes from for each request.
     pub clock: Arc<dyn Clock>,
+    /// The push workers' circuits, for the ops console.
+    pub push_live: Arc<push::Live>,
+    /// What the hub counts and times ([`crate::metrics`]).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The TLS server certificate chain and key, for [`server::Server::bind`].
     pub(crate) tls_chain: Vec<CertificateDer<'static>>,
     pub(crate) tls_key: PrivateKeyDer<'static>,
@@ -130,21 +162,33 @@ impl Hub {
             })?;
         // Every delivery that finishes gets its signed receipt in the same store batch.
         let receipt_signer = Arc::new(loaded.receipt_signer);
-        let (hub_id, signer) = (config.id.clone(), receipt_signer.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (hub_id, signer, counted) =
+            (config.id.clone(), receipt_signer.clone(), metrics.clone());
         store
             .set_receipts(Box::new(move |m, d, kind| {
                 let Some(r) = receipts::for_delivery(&hub_id, m, d, kind) else {
                     return Vec::new();
                 };
-                crate::receipt::sign(&r, &signer).unwrap_or_else(|e| {
-                    tracing::error!(delivery = %d.id, error = %e, "cannot sign a receipt");
-                    Vec::new()
-                })
+                match crate::receipt::sign(&r, &signer) {
+                    Ok(signed) => {
+                        counted.receipt_issued(r.kind);
+                        signed
+                    }
+                    Err(e) => {
+                        tracing::error!(message = %m.id, delivery = %d.id, error = %e, "cannot sign a receipt");
+                        Vec::new()
+                    }
+                }
             }))
             .map_err(|source| HubError::Store {
                 path: store_dir.display().to_string(),
                 source,
             })?;
+        let observer = metrics.clone();
+        store.observe_commits(Box::new(move |t: crate::store::CommitTiming| {
+            observer.commit(t)
+        }));
         let every = config.trust.crl_reload_interval;
         let crl_watch = match &loaded.crls {
             Some(crls) if !every.is_zero() => Some(crls.watch(every)),
@@ -159,11 +203,13 @@ impl Hub {
         Ok(Hub {
             config,
             directory: RwLock::new(Arc::new(loaded.directory)),
-            trust: loaded.trust,
+            trust: Arc::new(TrustCell::new(loaded.trust)),
             crls: loaded.crls,
             receipt_signer,
             store,
             clock: Arc::new(SystemClock),
+            push_live: Arc::default(),
+            metrics,
             tls_chain: loaded.tls_chain,
             tls_key: loaded.tls_key,
             _crl_watch: crl_watch,
@@ -236,6 +282,21 @@ impl Hub {
             circuit_threshold: d.circuit_failures,
             circuit_cool_down: d.circuit_cool_down,
         })
+    }
+
+    /// Re-reads the trust anchors and intermediates and swaps them in whole (new TLS
+    /// handshakes and signature checks use them); on error the current ones stay. Returns
+    /// how many anchors and intermediates are loaded.
+    pub fn reload_trust(&self, _now: Timestamp) -> Result<(usize, usize), String> {
+        let trust = self.config.reload_trust(self.crls.as_ref())?;
+        let counts = (trust.anchors().len(), trust.intermediates().len());
+        self.trust.set(trust);
+        tracing::info!(
+            anchors = counts.0,
+            intermediates = counts.1,
+            "trust anchors reloaded"
+        );
+        Ok(counts)
     }
 
     /// Re-reads the CRL files now, if any are configured.

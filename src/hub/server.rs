@@ -66,8 +66,8 @@ use tracing::Instrument;
 use super::api::{self, ApiRequest, ApiResponse};
 use super::limit::RateLimiter;
 use super::problem::Problem;
-use super::{Hub, auth};
-use crate::pki::{Certificate, Purpose, TrustStore};
+use super::{Hub, TrustCell, auth};
+use crate::pki::{Certificate, Purpose};
 
 /// The response header carrying the request id.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("truc-request-id");
@@ -271,7 +271,7 @@ impl Signals {
 pub fn tls_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    trust: TrustStore,
+    trust: Arc<TrustCell>,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(ClientVerifier::new(trust, &provider));
@@ -289,16 +289,17 @@ pub fn tls_config(
 /// ([`auth::authenticate`]).
 #[derive(Debug)]
 struct ClientVerifier {
-    trust: TrustStore,
+    /// Read at each handshake, so a reload applies to the next connection.
+    trust: Arc<TrustCell>,
     algorithms: WebPkiSupportedAlgorithms,
     /// The anchors' subjects, sent as acceptable CAs.
     hints: Vec<DistinguishedName>,
 }
 
 impl ClientVerifier {
-    fn new(trust: TrustStore, provider: &CryptoProvider) -> Self {
+    fn new(trust: Arc<TrustCell>, provider: &CryptoProvider) -> Self {
         let mut roots = RootCertStore::empty();
-        for anchor in trust.anchors() {
+        for anchor in trust.get().anchors() {
             let _ = roots.add(CertificateDer::from(anchor.der().to_vec()));
         }
         ClientVerifier {
@@ -340,6 +341,7 @@ impl ClientCertVerifier for ClientVerifier {
             .map_err(|e| rustls::Error::General(format!("clock: {e}")))?;
         match self
             .trust
+            .get()
             .validate(&leaf, &extra, Purpose::TlsClient, false, now)
         {
             Ok(_) => Ok(ClientCertVerified::assertion()),
@@ -401,18 +403,22 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = tcp.set_nodelay(true);
+    let _open = shared.hub.metrics.connection();
     let limits = shared.hub.config.limits.clone();
     let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
+            shared.hub.metrics.tls_handshake(false);
             tracing::debug!(error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            shared.hub.metrics.tls_handshake(false);
             tracing::debug!("TLS handshake timed out");
             return;
         }
     };
+    shared.hub.metrics.tls_handshake(true);
     let session = tls.get_ref().1;
     let version = session.protocol_version().map(|v| format!("{v:?}"));
     // The verifier parsed each certificate already; one that fails now closes the connection
@@ -616,10 +622,16 @@ async fn request(
         %addr,
         agency = tracing::field::Empty,
     );
+    let submission = req.method() == http::Method::POST && req.uri().path() == "/api/v1/packages";
     let (api, close) = pipeline(&shared, &peer, req, &id)
         .instrument(span.clone())
         .await;
     let status = api.status;
+    shared.hub.metrics.http_request(status.as_u16());
+    if submission && !status.is_success() {
+        // Every refusal of a submission, from 401 before the body to the handler's problems.
+        shared.hub.metrics.refused_with(&api.body);
+    }
     let mut response = Response::new(Full::new(Bytes::from(api.body)));
     *response.status_mut() = api.status;
     let headers = response.headers_mut();
@@ -662,7 +674,7 @@ async fn pipeline(
     let directory = hub.directory();
     let who = match auth::authenticate(
         &directory,
-        &hub.trust,
+        &hub.trust.get(),
         &peer.certs,
         req.headers().get(AUTHORIZATION),
         now,

@@ -34,6 +34,8 @@ use crate::directory::Directory;
 use crate::dsig::{self, Keys, PackageError, Verdict};
 use crate::edxml;
 use crate::edxml::model::{BusinessDocType, Package};
+use crate::metrics::Stage;
+use crate::pki::TrustStore;
 use crate::receipt::{Kind as ReceiptKind, VerdictSummary};
 use crate::store::{
     self, Accepted, DeliveryId, Kind, MessageId, NewMessage, Recipient, State, StoreError, Summary,
@@ -114,7 +116,10 @@ pub fn check(
     };
     let policy = me.policy;
     let options = parse_options(policy.lenient, hub.config.limits.max_body, now);
-    let parsed = edxml::parse(bytes, &options).map_err(|r| invalid_package(&r))?;
+    let started = crate::clock::monotonic();
+    let parsed = edxml::parse(bytes, &options);
+    hub.metrics.stage(Stage::Parse, started.elapsed());
+    let parsed = parsed.map_err(|r| invalid_package(&r))?;
     let sender = parsed.package().sender().as_str().to_owned();
     if sender != agency {
         return Err(Problem::forbidden(format!(
@@ -125,12 +130,15 @@ pub fn check(
         (parsed.into_package(), VerdictSummary::Unsigned)
     } else {
         let keys = Keys {
-            trust: hub.trust.clone(),
+            trust: TrustStore::clone(&hub.trust.get()),
             directory: Some(dir.clone()),
             ..Keys::default()
         };
-        let verified = dsig::verify_parsed(parsed, &keys, policy.allow_legacy, now)
-            .map_err(signature_problem)?;
+        // The certificate path is validated inside `verify_parsed`: `verify` includes it.
+        let started = crate::clock::monotonic();
+        let verified = dsig::verify_parsed(parsed, &keys, policy.allow_legacy, now);
+        hub.metrics.stage(Stage::Verify, started.elapsed());
+        let verified = verified.map_err(signature_problem)?;
         (
             verified.package().clone(),
             VerdictSummary::from_report(verified.report()),
@@ -232,7 +240,9 @@ pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
             .collect::<Vec<_>>(),
         m.document_id.clone(),
     );
+    let signing = std::cell::Cell::new(std::time::Duration::ZERO);
     let signed = |id: MessageId| {
+        let started = crate::clock::monotonic();
         let r = receipts::acceptance(
             &hub.config.id,
             id,
@@ -243,12 +253,29 @@ pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
             verdict.clone(),
             req.now,
         );
-        crate::receipt::sign(&r, &hub.receipt_signer).unwrap_or_else(|e| {
-            tracing::error!(message = %id, error = %e, "cannot sign an acceptance receipt");
-            Vec::new()
-        })
+        let receipt = crate::receipt::sign(&r, &hub.receipt_signer);
+        signing.set(started.elapsed());
+        hub.metrics.stage(Stage::Receipt, signing.get());
+        receipt.map_or_else(
+            |e| {
+                tracing::error!(message = %id, error = %e, "cannot sign an acceptance receipt");
+                Vec::new()
+            },
+            |signed| {
+                hub.metrics.receipt_issued(ReceiptKind::Acceptance);
+                signed
+            },
+        )
     };
-    let accepted = match hub.store.accept(m, &signed) {
+    let kind = m.kind;
+    let started = crate::clock::monotonic();
+    let accepted = hub.store.accept(m, &signed);
+    // The store calls `signed` inside `accept`: its time is the receipt stage's, not the store's.
+    hub.metrics.stage(
+        Stage::Store,
+        started.elapsed().saturating_sub(signing.get()),
+    );
+    let accepted = match accepted {
         Ok(a) => a,
         Err(e) => return store_problem(e),
     };
@@ -256,6 +283,8 @@ pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
         Accepted::New { id, .. } => (StatusCode::CREATED, *id),
         Accepted::Duplicate { id, .. } => (StatusCode::OK, *id),
     };
+    hub.metrics
+        .accepted(kind, matches!(accepted, Accepted::Duplicate { .. }));
     tracing::info!(message = %id, sender = %req.agency, status = status.as_u16(), "package accepted");
     if status == StatusCode::CREATED {
         if let Package::Edoc(e) = &package {
@@ -289,7 +318,7 @@ fn revoke(
     let earlier = match hub.store.documents(sender, doc) {
         Ok(ids) => ids,
         Err(err) => {
-            tracing::error!(error = %err, "revocation: cannot list the revoked document");
+            tracing::error!(message = %revocation, error = %err, "revocation: cannot list the revoked document");
             return;
         }
     };
@@ -316,7 +345,7 @@ fn revoke(
                 Ok(_) => tracing::info!(message = %id, delivery = %d, "revoked before delivery"),
                 Err(StoreError::InvalidTransition { .. }) => {}
                 Err(err) => {
-                    tracing::error!(delivery = %d, error = %err, "revocation: cancel failed")
+                    tracing::error!(message = %id, delivery = %d, error = %err, "revocation: cancel failed")
                 }
             }
         }

@@ -163,12 +163,19 @@ pub fn verify(lines: impl BufRead, start: Head, expected: Option<&Head>) -> Resu
             return Err(broken(
                 n,
                 seq,
-                format!("seq is {}, expected {seq} (an entry was removed or inserted)", e.seq),
+                format!(
+                    "seq is {}, expected {seq} (an entry was removed or inserted)",
+                    e.seq
+                ),
             ));
         }
         if e.prev != head.hash {
             return Err(if n == 1 {
-                broken(n, seq, format!("prev is {}, expected {}", e.prev, head.hash))
+                broken(
+                    n,
+                    seq,
+                    format!("prev is {}, expected {}", e.prev, head.hash),
+                )
             } else {
                 broken(
                     n - 1,
@@ -332,7 +339,9 @@ impl AuditLog {
                 actor: "hub".into(),
                 action: "audit-tail-cut".into(),
                 subject: path.display().to_string(),
-                detail: Some(format!("{torn} bytes of an incomplete last line removed on open")),
+                detail: Some(format!(
+                    "{torn} bytes of an incomplete last line removed on open"
+                )),
             }])?;
         }
         Ok(log)
@@ -356,8 +365,8 @@ impl AuditLog {
                 detail: c.detail.clone(),
                 prev: std::mem::take(&mut head.hash),
             };
-            let line = serde_json::to_vec(&e)
-                .map_err(|e| StoreError::Io(format!("audit entry: {e}")))?;
+            let line =
+                serde_json::to_vec(&e).map_err(|e| StoreError::Io(format!("audit entry: {e}")))?;
             head = Head {
                 seq: e.seq,
                 hash: hash_line(&line),
@@ -502,7 +511,10 @@ mod tests {
                 removed.push(b'\n');
             }
         }
-        assert_eq!(verify(&removed[..], Head::default(), None).unwrap_err().seq, 3);
+        assert_eq!(
+            verify(&removed[..], Head::default(), None).unwrap_err().seq,
+            3
+        );
     }
 
     #[test]
@@ -548,10 +560,18 @@ mod tests {
             since: Timestamp::UNIX_EPOCH,
             updated_at: Timestamp::UNIX_EPOCH,
         };
-        assert_eq!(actor_of("acknowledged", &d(Mode::Pull), "A", None), "agency:B");
+        assert_eq!(
+            actor_of("acknowledged", &d(Mode::Pull), "A", None),
+            "agency:B"
+        );
         assert_eq!(actor_of("delivered", &d(Mode::Push), "A", None), "hub");
         assert_eq!(
-            actor_of("cancelled", &d(Mode::Push), "A", Some("revoked by message 9")),
+            actor_of(
+                "cancelled",
+                &d(Mode::Push),
+                "A",
+                Some("revoked by message 9")
+            ),
             "agency:A"
         );
         assert_eq!(

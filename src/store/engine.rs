@@ -1004,6 +1004,57 @@ impl<K: Kv, L: Log> Engine<K, L> {
         Ok(out.into_values().collect())
     }
 
+    /// Per recipient, the deliveries that reached `delivered` at or after `since`, among
+    /// messages received within `window` before it (the finished index is ordered by
+    /// arrival; a delivery of an older message, after a requeue, is not counted).
+    pub fn delivered_since(
+        &self,
+        since: Timestamp,
+        window: Duration,
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        let inner = &self.inner;
+        let from = MessageId::first_at(ms(since).saturating_sub(window.as_millis() as u64));
+        let mut out = BTreeMap::new();
+        for recipient in inner.agencies(keys::FINISHED)? {
+            let prefix = keys::finished_of(&recipient, StateName::Delivered);
+            let start = keys::finished(
+                &recipient,
+                StateName::Delivered,
+                DeliveryId {
+                    message: from,
+                    index: 0,
+                },
+            );
+            let mut n = 0;
+            for (k, _) in inner
+                .kv
+                .scan(&start, &keys::prefix_end(&prefix), usize::MAX)?
+            {
+                let Some(id) = keys::trailing_delivery(&k) else {
+                    continue;
+                };
+                if let Some(Delivery {
+                    state: State::Delivered { at },
+                    ..
+                }) = inner.delivery(id)?
+                {
+                    if at >= since {
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                out.insert(recipient, n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether an earlier log write or sync failed (acceptances are refused until restart).
+    pub fn is_failed(&self) -> bool {
+        self.inner.failed.load(Ordering::SeqCst)
+    }
+
     /// Messages matching `filter`, oldest first, `limit` per page, after `cursor`.
     pub fn messages(
         &self,
@@ -1060,7 +1111,12 @@ impl<K: Kv, L: Log> Engine<K, L> {
 
     /// Pauses (`true`) or resumes push deliveries to `agency` (operator action; kept across
     /// restarts). Returns whether that changed anything.
-    pub fn set_paused(&self, agency: &str, paused: bool, now: Timestamp) -> Result<bool, StoreError> {
+    pub fn set_paused(
+        &self,
+        agency: &str,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let _w = inner.lock();
         let key = keys::paused(agency);
@@ -1083,7 +1139,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
     pub fn paused(&self) -> Result<BTreeMap<String, Timestamp>, StoreError> {
         let inner = &self.inner;
         let mut out = BTreeMap::new();
-        for (k, v) in inner.kv.scan(&[keys::PAUSED], &[keys::PAUSED + 1], usize::MAX)? {
+        for (k, v) in inner
+            .kv
+            .scan(&[keys::PAUSED], &[keys::PAUSED + 1], usize::MAX)?
+        {
             let agency = String::from_utf8_lossy(&k[1..k.len().saturating_sub(1)]).into_owned();
             out.insert(agency, decode(&v, "paused")?);
         }
@@ -1747,11 +1806,20 @@ impl<K: Kv, L: Log> Inner<K, L> {
         group.changes.push(Change {
             at: meta.received_at,
             actor: format!("agency:{}", meta.sender),
-            action: if replay { "accepted (replayed)" } else { "accepted" }.into(),
+            action: if replay {
+                "accepted (replayed)"
+            } else {
+                "accepted"
+            }
+            .into(),
             subject: id.to_string(),
             detail: Some(format!(
                 "{} sha256 {} to {}",
-                if meta.kind == Kind::Edoc { "edoc" } else { "status" },
+                if meta.kind == Kind::Edoc {
+                    "edoc"
+                } else {
+                    "status"
+                },
                 meta.digest,
                 meta.recipients
                     .iter()

@@ -105,7 +105,7 @@ pub mod log;
 pub mod model;
 
 pub use engine::{
-    ACCEPTANCE_RECEIPT, CANCELLATION_RECEIPT, CommitObserver, CommitTiming, DELIVERY_RECEIPT, Engine,
-    FAILURE_RECEIPT, MemStore, Options, Store, receipt_kind,
+    ACCEPTANCE_RECEIPT, CANCELLATION_RECEIPT, CommitObserver, CommitTiming, DELIVERY_RECEIPT,
+    Engine, FAILURE_RECEIPT, MemStore, Options, Store, receipt_kind,
 };
 pub use model::*;

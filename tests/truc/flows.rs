@@ -14,15 +14,18 @@ use std::time::{Duration, Instant};
 
 use crate::util::{root, tool};
 
-const G12: &str = "000.00.00.G12";
-const H29: &str = "000.00.00.H29";
-const H41: &str = "000.00.00.H41";
+pub(crate) const G12: &str = "000.00.00.G12";
+pub(crate) const H29: &str = "000.00.00.H29";
+pub(crate) const H41: &str = "000.00.00.H41";
 
 /// A running hub.
-struct Hub {
+pub(crate) struct Hub {
     child: Option<Child>,
-    dir: tempfile::TempDir,
-    addr: String,
+    pub(crate) dir: tempfile::TempDir,
+    /// The API's `ADDR:PORT`.
+    pub(crate) addr: String,
+    /// The admin listener's `ADDR:PORT`.
+    pub(crate) admin: String,
     config: PathBuf,
 }
 
@@ -132,7 +135,7 @@ fn wait_for(path: &Path, within: Duration) -> String {
 }
 
 /// Polls `f` until it returns `Some`, for at most `within`.
-fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -145,7 +148,7 @@ fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>)
 
 impl Hub {
     /// A hub whose H41 pushes to `push_url`, giving up on a delivery after `max_age`.
-    fn start(push_url: &str, max_age: &str) -> Hub {
+    pub(crate) fn start(push_url: &str, max_age: &str) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let c = root().join("certs-test");
         let directory = std::fs::read_to_string(c.join("directory.toml"))
@@ -196,6 +199,7 @@ circuit_cool_down = "200ms"
             child: None,
             dir,
             addr: String::new(),
+            admin: String::new(),
             config: config_path,
         };
         hub.spawn();
@@ -217,7 +221,10 @@ circuit_cool_down = "200ms"
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.addr = wait_for(&ready, Duration::from_secs(20)).trim().to_owned();
+        let ready = wait_for(&ready, Duration::from_secs(20));
+        let mut lines = ready.lines();
+        self.addr = lines.next().unwrap_or("").to_owned();
+        self.admin = lines.next().unwrap_or("").to_owned();
     }
 
     /// SIGTERM, wait for a graceful exit.
@@ -236,12 +243,18 @@ circuit_cool_down = "200ms"
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
     }
 
     /// `curl` as `agency` (bearer token): status, headers (lower-case names), body.
-    fn call(&self, agency: &str, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
+    pub(crate) fn call(
+        &self,
+        agency: &str,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Reply {
         let token =
             std::fs::read_to_string(root().join(format!("certs-test/agencies/{agency}/token")))
                 .unwrap();
@@ -306,21 +319,21 @@ impl Drop for Hub {
     }
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
@@ -336,7 +349,7 @@ impl Reply {
 
 /// A fixture with its agencies mapped onto the test PKI's, `edits` applied, signed by
 /// `signer` with `truc sign`.
-fn package(fixture: &str, edits: &[(&str, &str)], signer: &str) -> Vec<u8> {
+pub(crate) fn package(fixture: &str, edits: &[(&str, &str)], signer: &str) -> Vec<u8> {
     let mut text = std::fs::read_to_string(crate::util::fixture(fixture)).unwrap();
     for (from, to) in [
         ("000.00.00.G17", G12),
@@ -351,7 +364,7 @@ fn package(fixture: &str, edits: &[(&str, &str)], signer: &str) -> Vec<u8> {
     sign(text.as_bytes(), signer)
 }
 
-fn sign(unsigned: &[u8], signer: &str) -> Vec<u8> {
+pub(crate) fn sign(unsigned: &[u8], signer: &str) -> Vec<u8> {
     sign_with(unsigned, &format!("agencies/{signer}/sign"))
 }
 
@@ -399,7 +412,7 @@ fn text_of(xml: &[u8], element: &str) -> Option<String> {
 
 /// `truc receipt verify` on a real receipt: valid with its package, refused with another
 /// package, a tampered receipt, or an anchor that is not the hub's.
-fn receipt_verify_cli(receipt: &[u8], package: &[u8]) {
+pub(crate) fn receipt_verify_cli(receipt: &[u8], package: &[u8]) {
     let d = tempfile::tempdir().unwrap();
     let file = |name: &str, bytes: &[u8]| {
         let p = d.path().join(name);
@@ -458,7 +471,7 @@ fn receipt_verify_cli(receipt: &[u8], package: &[u8]) {
 }
 
 /// The receipts in `agency`'s feed, as (kind, recipient, bytes).
-fn feed(hub: &Hub, agency: &str) -> Vec<(String, String, Vec<u8>)> {
+pub(crate) fn feed(hub: &Hub, agency: &str) -> Vec<(String, String, Vec<u8>)> {
     let r = hub.call(agency, "GET", "/api/v1/receipts", None);
     assert_eq!(r.status, 200);
     r.json()["items"]

@@ -93,7 +93,12 @@ impl Hub {
         let start = clock();
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
-                let addr = text.trim().parse().expect("the ready file holds ADDR:PORT");
+                let addr = text
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .expect("the ready file holds ADDR:PORT");
                 return Hub { child, addr, dir };
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -832,7 +837,7 @@ fn the_embedded_defaults_start_from_the_checkout() {
     let start = clock();
     let addr: SocketAddr = loop {
         if let Ok(t) = std::fs::read_to_string(&ready) {
-            break t.trim().parse().unwrap();
+            break t.lines().next().unwrap().parse().unwrap();
         }
         assert!(
             child.try_wait().unwrap().is_none(),

@@ -1059,7 +1059,14 @@ fn every_change_is_in_the_audit_chain_in_order_across_restarts() {
             let id = accept(s, new(G12, PUSH_AND_PULL, b"audited", None, t(0)));
             let c = s.claim(t(1), Duration::from_secs(60), 1).unwrap().remove(0);
             s.delivered(c.delivery, 1, t(2)).unwrap();
-            s.ack(DeliveryId { message: id, index: 1 }, t(3)).unwrap();
+            s.ack(
+                DeliveryId {
+                    message: id,
+                    index: 1,
+                },
+                t(3),
+            )
+            .unwrap();
             assert!(s.set_paused(H29, true, t(4)).unwrap());
             assert!(!s.set_paused(H29, true, t(4)).unwrap(), "already paused");
             assert_eq!(s.paused().unwrap().keys().collect::<Vec<_>>(), [H29]);
@@ -1068,7 +1075,11 @@ fn every_change_is_in_the_audit_chain_in_order_across_restarts() {
         });
         h.restart();
         with!(&h, |s| {
-            assert!(s.is_paused(H29).unwrap(), "{}: a pause outlives a restart", h.name());
+            assert!(
+                s.is_paused(H29).unwrap(),
+                "{}: a pause outlives a restart",
+                h.name()
+            );
             s.set_paused(H29, false, t(5)).unwrap();
             let bytes = audit_lines(s);
             let head = audit::verify(&bytes[..], audit::Head::default(), None).unwrap();
