@@ -15,6 +15,7 @@
 //! store    store-and-forward: segment log (fdatasync before acknowledging) + sled, deliveries
 //! deliver  the retry policy and the push workers (HTTPS POST to push-mode agencies)
 //! hub      the HTTPS API (hyper + rustls): config, TLS and auth, limits, problems, API v1
+//! vxp      the VNPT VXP SDK's XroadVnpt API over the same core (sendEdoc, getEdoc, ...)
 //! admin    the ops listener: admin API, dashboard, /metrics, /healthz, /readyz; audited actions
 //! clock    the only place that reads the time; everything else takes `now` as an argument
 //! telemetry  tracing subscriber (stderr, `TRUC_LOG` filter)
@@ -42,6 +43,7 @@ pub mod pki;
 pub mod receipt;
 pub mod store;
 pub mod telemetry;
+pub mod vxp;
 pub mod xml;
 
 #[doc(hidden)]

@@ -40,5 +40,7 @@ mod roundtrip;
 mod schema;
 #[path = "truc/trust.rs"]
 mod trust;
+#[path = "truc/vxp.rs"]
+mod vxp;
 #[path = "truc/xsw.rs"]
 mod xsw;

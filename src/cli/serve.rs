@@ -59,8 +59,9 @@ pub struct ServeArgs {
     /// 64 listing every problem.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub check_config: Option<PathBuf>,
-    /// Once listening, write the bound API address (ADDR:PORT) to this file, and the admin
-    /// listener's on a second line.
+    /// Once listening, write the bound API address (ADDR:PORT) to this file, the admin
+    /// listener's on a second line and, when configured, the VXP plain-HTTP listener's on a
+    /// third.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -179,6 +180,11 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
     )
     .await?;
     let server = Server::bind(hub.clone(), hub.config.listen).await?;
+    let vxp_http = match hub.config.vxp.http_listen {
+        Some(a) => Some(Server::bind_plain(hub.clone(), a).await?),
+        None => None,
+    };
+    let vxp_addr = vxp_http.as_ref().map(Server::local_addr);
     api_ready.store(true, Ordering::SeqCst);
     let addr = server.local_addr();
     let admin_addr = admin.local_addr();
@@ -186,7 +192,8 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
     banner(&hub, addr, admin_addr, &token_file, err);
     if let Some(file) = &a.ready_file {
         let tmp = file.with_extension("tmp");
-        std::fs::write(&tmp, format!("{addr}\n{admin_addr}\n"))
+        let vxp_line = vxp_addr.map_or(String::new(), |a| format!("{a}\n"));
+        std::fs::write(&tmp, format!("{addr}\n{admin_addr}\n{vxp_line}"))
             .and_then(|()| std::fs::rename(&tmp, file))
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
@@ -201,7 +208,15 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
             hub.reload_crls();
         });
     };
-    let (down, mut is_down) = tokio::sync::watch::channel(false);
+    let (down, is_down) = tokio::sync::watch::channel(false);
+    let vxp_http = vxp_http.map(|server| {
+        let mut is_down = is_down.clone();
+        tracing::info!(addr = ?vxp_addr, "VXP API also served over plain HTTP");
+        tokio::spawn(server.run(async move {
+            let _ = is_down.wait_for(|d| *d).await;
+        }))
+    });
+    let mut is_down = is_down;
     let shutdown = async move {
         let signal = signals.terminated(on_hangup).await;
         tracing::info!(signal, "shutting down");
@@ -219,6 +234,9 @@ async fn serve(hub: Arc<Hub>, a: &ServeArgs, err: &mut dyn Write) -> anyhow::Res
     let drained = server.run(shutdown).await;
     let _ = stop.send(true);
     let _ = admin.await;
+    if let Some(v) = vxp_http {
+        let _ = v.await;
+    }
     let grace = hub.config.limits.shutdown_grace;
     if tokio::time::timeout(grace, async {
         while workers.join_next().await.is_some() {}
@@ -246,6 +264,7 @@ fn banner(hub: &Hub, addr: SocketAddr, admin: SocketAddr, token_file: &Path, err
         "truc serve: hub {:?} ({}) listening on {url}\n\
          truc serve: {} agencies from {}; store in {}\n\
          truc serve: admin API, dashboard and /metrics on {}://{admin} (token in {})\n\
+         truc serve: VXP SDK endpoint {url}{} ({} system(s))\n\
          \n\
          Send a first package (agency 000.00.00.G12, from the root of a checkout):\n  \
          truc package new --from 000.00.00.G12 --to 000.00.00.H29 --number 1 --notation BTC-VP \\\n      \
@@ -263,5 +282,7 @@ fn banner(hub: &Hub, addr: SocketAddr, admin: SocketAddr, token_file: &Path, err
         c.data.join("store").display(),
         if c.admin.tls { "https" } else { "http" },
         token_file.display(),
+        c.vxp.prefix,
+        hub.vxp.len(),
     );
 }

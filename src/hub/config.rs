@@ -117,6 +117,60 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Push delivery: timeouts, concurrency and the retry schedule.
     pub delivery: DeliveryConfig,
+    /// The VNPT VXP front door ([`crate::vxp`]).
+    pub vxp: VxpConfig,
+}
+
+/// `[vxp]`: the XroadVnpt API for agency systems on VNPT's VXP SDK.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VxpConfig {
+    /// Path prefix of the VXP routes on the HTTPS listener. Default `/vxp` (the SDK's
+    /// endpoint is then `https://host:8443/vxp`).
+    pub prefix: String,
+    /// Also serve the VXP routes (and only them) over plain HTTP here, for closed networks.
+    /// Default: none.
+    pub http_listen: Option<SocketAddr>,
+    /// The agency systems allowed in, by `systemid`.
+    #[serde(rename = "system")]
+    pub systems: Vec<VxpSystemConfig>,
+}
+
+impl Default for VxpConfig {
+    fn default() -> Self {
+        VxpConfig {
+            prefix: "/vxp".into(),
+            http_listen: None,
+            systems: Vec::new(),
+        }
+    }
+}
+
+/// `[[vxp.system]]`: one connecting system.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxpSystemConfig {
+    /// Its `systemid`.
+    pub id: String,
+    /// File holding its shared secret (first line, as is: it is not base64-decoded).
+    pub secret_file: PathBuf,
+    /// The agency codes it sends and receives for (each must be in the directory).
+    pub agencies: Vec<String>,
+    /// Whether its packages must be signed (field packages often are not). Default true.
+    #[serde(default = "yes")]
+    pub signature_required: bool,
+    /// Lenient parsing of its packages (the field's common deviations). Default false.
+    #[serde(default)]
+    pub lenient: bool,
+    /// Whether registerAgency / deleteAgency are accepted from it (they are recorded in the
+    /// audit log for an operator; the directory file stays the source of truth). Default
+    /// false: refused.
+    #[serde(default)]
+    pub manage_agencies: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[admin]`: who may use the admin listener, and over what.
@@ -274,6 +328,7 @@ impl Default for Config {
             receipts: ReceiptConfig::default(),
             limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
+            vxp: VxpConfig::default(),
         }
     }
 }
@@ -429,6 +484,8 @@ pub(crate) struct Loaded {
     pub(crate) crls: Option<Arc<CrlStore>>,
     pub(crate) receipt_signer: Signer,
     pub(crate) directory: Directory,
+    /// Each VXP system with its secret.
+    pub(crate) vxp: Vec<(VxpSystemConfig, Vec<u8>)>,
 }
 
 impl Config {
@@ -436,6 +493,20 @@ impl Config {
     /// from the root of a checkout they name the test PKI in `certs-test/`.
     pub fn embedded() -> Self {
         let mut config = Config::default();
+        // Two demo VXP systems, so the SDK works against a fresh checkout.
+        for (id, agency) in [
+            ("vxp.demo.g12", "000.00.00.G12"),
+            ("vxp.demo.h29", "000.00.00.H29"),
+        ] {
+            config.vxp.systems.push(VxpSystemConfig {
+                id: id.into(),
+                secret_file: PathBuf::from(format!("certs-test/vxp/{id}.secret")),
+                agencies: vec![agency.into()],
+                signature_required: false,
+                lenient: true,
+                manage_agencies: false,
+            });
+        }
         if let Ok(cwd) = std::env::current_dir() {
             config.resolve(&cwd);
         }
@@ -499,6 +570,9 @@ impl Config {
         if let Some(t) = &mut self.admin.token_file {
             fix(t);
         }
+        for system in &mut self.vxp.systems {
+            fix(&mut system.secret_file);
+        }
     }
 
     /// Checks every value that needs no file: identifiers, addresses, limits, timeouts and
@@ -525,6 +599,54 @@ impl Config {
                     self.admin_listen
                 ),
             );
+        }
+        let v = &self.vxp;
+        if !v.prefix.starts_with('/')
+            || v.prefix.len() < 2
+            || v.prefix.ends_with('/')
+            || v.prefix.starts_with("/api/")
+            || v.prefix == "/api"
+        {
+            p.add(
+                "vxp.prefix",
+                format!(
+                    "{:?}: must be a path such as \"/vxp\" (a leading /, no trailing /, not \
+                     under /api)",
+                    v.prefix
+                ),
+            );
+        }
+        if v.http_listen
+            .is_some_and(|a| a == self.listen || a == self.admin_listen)
+            && v.http_listen.is_some_and(|a| a.port() != 0)
+        {
+            p.add("vxp.http_listen", "is the address of another listener");
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut served = std::collections::BTreeMap::new();
+        for s in &v.systems {
+            if s.id.trim().is_empty() || s.id.chars().any(|c| c.is_control() || c == '"') {
+                p.add(
+                    "vxp.system.id",
+                    format!("{:?} is not a usable systemid", s.id),
+                );
+            } else if !ids.insert(s.id.as_str()) {
+                p.add("vxp.system.id", format!("{} is configured twice", s.id));
+            }
+            if s.agencies.is_empty() {
+                p.add(
+                    "vxp.system.agencies",
+                    format!("system {}: serves no agency", s.id),
+                );
+            }
+            for a in &s.agencies {
+                if let Some(other) = served.insert(a.as_str(), s.id.as_str()) {
+                    p.add(
+                        "vxp.system.agencies",
+                        format!("{a} is served by both {other} and {}", s.id),
+                    );
+                }
+            }
         }
         if self.trust.anchors.is_empty() {
             p.add(
@@ -675,6 +797,34 @@ impl Config {
             }
         }
 
+        // [vxp]: the secrets, and agencies that exist.
+        let mut vxp = Vec::new();
+        for system in &self.vxp.systems {
+            let secret = std::fs::read_to_string(&system.secret_file)
+                .map_err(|e| format!("cannot read {}: {e}", system.secret_file.display()))
+                .and_then(|t| {
+                    let line = t.lines().next().unwrap_or("").trim_end_matches('\r');
+                    if line.is_empty() {
+                        Err(format!("{}: empty", system.secret_file.display()))
+                    } else {
+                        Ok(line.as_bytes().to_vec())
+                    }
+                });
+            if let Some(secret) = p.take("vxp.system.secret_file", secret) {
+                vxp.push((system.clone(), secret));
+            }
+            if let Some(dir) = &directory {
+                for a in &system.agencies {
+                    if dir.agency(a).is_none() {
+                        p.add(
+                            "vxp.system.agencies",
+                            format!("system {}: {a} is not in the directory", system.id),
+                        );
+                    }
+                }
+            }
+        }
+
         p.finish(None)?;
         let (
             Some(tls_chain),
@@ -718,6 +868,7 @@ impl Config {
             crls,
             receipt_signer,
             directory,
+            vxp,
         })
     }
 }

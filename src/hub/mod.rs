@@ -130,6 +130,8 @@ pub struct Hub {
     pub clock: Arc<dyn Clock>,
     /// The push workers' circuits, for the ops console.
     pub push_live: Arc<push::Live>,
+    /// The systems of the VXP front door, with their secrets.
+    pub vxp: Vec<crate::vxp::System>,
     /// What the hub counts and times ([`crate::metrics`]).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The TLS server certificate chain and key, for [`server::Server::bind`].
@@ -209,6 +211,11 @@ impl Hub {
             store,
             clock: Arc::new(SystemClock),
             push_live: Arc::default(),
+            vxp: loaded
+                .vxp
+                .iter()
+                .map(|(c, secret)| crate::vxp::System::new(c, secret.clone()))
+                .collect(),
             metrics,
             tls_chain: loaded.tls_chain,
             tls_key: loaded.tls_key,

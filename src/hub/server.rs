@@ -101,8 +101,9 @@ pub struct Drained {
 pub struct Server {
     /// The state every request uses.
     shared: Arc<Shared>,
-    /// The TLS configuration, with the client-certificate verifier.
-    acceptor: TlsAcceptor,
+    /// The TLS configuration, with the client-certificate verifier; `None` for the plain
+    /// HTTP listener of the VXP front door, which serves nothing else.
+    acceptor: Option<TlsAcceptor>,
     /// Bound before `run`, so the caller knows the address (port 0) before serving.
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -139,6 +140,20 @@ impl Server {
             hub.tls_key.clone_key(),
             hub.trust.clone(),
         )?;
+        Self::bind_with(hub, addr, Some(TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    /// Binds `addr` for plain HTTP, serving the VXP front door only (`[vxp] http_listen`,
+    /// for agency systems on closed networks); every other path is `404`.
+    pub async fn bind_plain(hub: Arc<Hub>, addr: SocketAddr) -> Result<Server, ServerError> {
+        Self::bind_with(hub, addr, None).await
+    }
+
+    async fn bind_with(
+        hub: Arc<Hub>,
+        addr: SocketAddr,
+        acceptor: Option<TlsAcceptor>,
+    ) -> Result<Server, ServerError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
@@ -156,7 +171,7 @@ impl Server {
                 id_prefix: u32::from_be_bytes(prefix),
                 next_id: AtomicU64::new(1),
             }),
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            acceptor,
             listener,
             local_addr,
         })
@@ -391,20 +406,29 @@ impl ClientCertVerifier for ClientVerifier {
 struct Peer {
     /// The client's certificate chain as sent, parsed (empty: anonymous).
     certs: Vec<Certificate>,
+    /// A plain HTTP connection (the VXP listener): only VXP paths are served.
+    plain: bool,
 }
 
 /// One connection, from TLS to close.
 async fn connection(
     shared: Arc<Shared>,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     tcp: TcpStream,
     addr: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = tcp.set_nodelay(true);
     let _open = shared.hub.metrics.connection();
     let limits = shared.hub.config.limits.clone();
+    let Some(acceptor) = acceptor else {
+        let peer = Arc::new(Peer {
+            certs: Vec::new(),
+            plain: true,
+        });
+        return serve_io(shared, tcp, peer, addr, stop).await;
+    };
     let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -441,10 +465,28 @@ async fn connection(
         client_certificate = certs.first().map(|c| c.subject.as_str()),
         "TLS established"
     );
-    let peer = Arc::new(Peer { certs });
+    let peer = Arc::new(Peer {
+        certs,
+        plain: false,
+    });
+    serve_io(shared, tls, peer, addr, stop).await;
+}
+
+/// HTTP/1.1 on an established stream (TLS, or plain TCP for the VXP listener), until it
+/// closes, idles out or the drain ends it.
+async fn serve_io<T>(
+    shared: Arc<Shared>,
+    stream: T,
+    peer: Arc<Peer>,
+    addr: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = shared.hub.config.limits.clone();
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
-        inner: tls,
+        inner: stream,
         activity: activity.clone(),
     });
     let service = {
@@ -671,6 +713,17 @@ async fn pipeline(
     let unread_body = !req.body().is_end_stream();
     let refuse = |p: Problem| (ApiResponse::problem(p), unread_body);
 
+    // The VXP front door authenticates by its own signed headers.
+    let prefix = &hub.config.vxp.prefix;
+    if crate::vxp::under(prefix, req.uri().path()) {
+        return vxp(shared, req, now).await;
+    }
+    if peer.plain {
+        return refuse(Problem::not_found(format!(
+            "this plain-HTTP listener serves only the VXP API, under {prefix}"
+        )));
+    }
+
     let directory = hub.directory();
     let who = match auth::authenticate(
         &directory,
@@ -754,6 +807,69 @@ async fn pipeline(
                 )),
                 false,
             )
+        }
+    }
+}
+
+/// A VXP request: the body read under the same limits, then [`crate::vxp::handle`] on a
+/// blocking thread. Always `200` with one JSON object (or downloadEdoc's raw bytes).
+async fn vxp(shared: &Shared, req: Request<Incoming>, now: jiff::Timestamp) -> (ApiResponse, bool) {
+    let hub = shared.hub.clone();
+    let limits = &hub.config.limits;
+    let (parts, body) = req.into_parts();
+    let answer = |r: crate::vxp::VxpResponse| ApiResponse {
+        status: http::StatusCode::OK,
+        headers: vec![(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(r.content_type),
+        )],
+        body: r.body,
+    };
+    let path = parts.uri.path().to_owned();
+    let body = match tokio::time::timeout(
+        limits.body_read_timeout,
+        read_body(body, limits.max_body),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            let why = match e {
+                BodyError::TooLarge => format!("the body is larger than {} bytes", limits.max_body),
+                BodyError::Read(e) => format!("the body could not be read: {e}"),
+            };
+            return (answer(crate::vxp::failure(&path, "413", &why)), true);
+        }
+        Err(_) => {
+            let why = "the body took too long to arrive";
+            return (answer(crate::vxp::failure(&path, "408", why)), true);
+        }
+    };
+    let span = tracing::Span::current();
+    let failed_path = path.clone();
+    let handled = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| {
+            let req = crate::vxp::VxpRequest {
+                method: &parts.method,
+                path: &path,
+                headers: &parts.headers,
+                body: &body,
+                now,
+            };
+            crate::vxp::handle(&hub, &req)
+        })
+    })
+    .await;
+    match handled {
+        Ok(r) => (answer(r), false),
+        Err(e) => {
+            tracing::error!(error = %e, "VXP handler failed");
+            let r = crate::vxp::failure(
+                &failed_path,
+                "500",
+                "the hub failed to handle the request; its log has the details",
+            );
+            (answer(r), false)
         }
     }
 }

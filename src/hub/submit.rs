@@ -44,17 +44,20 @@ use crate::store::{
 /// `Truc-Message-Id`.
 pub const MESSAGE_ID: HeaderName = HeaderName::from_static("truc-message-id");
 
-/// A store error as a problem.
+/// A store error as a problem response.
 pub fn store_problem(e: StoreError) -> ApiResponse {
+    ApiResponse::problem(store_refusal(e))
+}
+
+/// A store error as a problem.
+pub fn store_refusal(e: StoreError) -> Problem {
     match e {
-        StoreError::Conflict { .. } => {
-            ApiResponse::problem(Problem::duplicate_conflict(e.to_string()))
-        }
-        StoreError::NotFound(what) => ApiResponse::problem(Problem::not_found(what)),
-        StoreError::BadId(_) => ApiResponse::problem(Problem::not_found(e.to_string())),
+        StoreError::Conflict { .. } => Problem::duplicate_conflict(e.to_string()),
+        StoreError::NotFound(what) => Problem::not_found(what),
+        StoreError::BadId(_) => Problem::not_found(e.to_string()),
         other => {
             tracing::error!(error = %other, "store");
-            ApiResponse::problem(Problem::internal(format!("the store failed: {other}")))
+            Problem::internal(format!("the store failed: {other}"))
         }
     }
 }
@@ -114,7 +117,19 @@ pub fn check(
             "{agency} is not in the directory"
         )));
     };
-    let policy = me.policy;
+    check_with(hub, dir, agency, me.policy, bytes, now)
+}
+
+/// [`check`] under `policy` rather than the agency's own (the VXP front door applies its
+/// system's).
+pub fn check_with(
+    hub: &Hub,
+    dir: &std::sync::Arc<Directory>,
+    agency: &str,
+    policy: crate::directory::AgencyPolicy,
+    bytes: &[u8],
+    now: jiff::Timestamp,
+) -> Result<(Package, VerdictSummary), Problem> {
     let options = parse_options(policy.lenient, hub.config.limits.max_body, now);
     let started = crate::clock::monotonic();
     let parsed = edxml::parse(bytes, &options);
@@ -227,11 +242,38 @@ pub fn new_message(
 /// `POST /api/v1/packages`.
 pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
     let dir = hub.directory();
-    let (package, verdict) = match check(hub, &dir, &req.agency, &req.body, req.now) {
-        Ok(c) => c,
+    let accepted = check(hub, &dir, &req.agency, &req.body, req.now)
+        .and_then(|checked| accept(hub, &dir, &req.agency, checked, &req.body, req.now));
+    let accepted = match accepted {
+        Ok(a) => a,
         Err(p) => return ApiResponse::problem(p),
     };
-    let m = new_message(&dir, &package, &verdict, req.body.to_vec(), req.now);
+    let (status, id) = match &accepted {
+        Accepted::New { id, .. } => (StatusCode::CREATED, *id),
+        Accepted::Duplicate { id, .. } => (StatusCode::OK, *id),
+    };
+    let loc = format!("/api/v1/packages/{id}");
+    let mut resp = ApiResponse::xml(status, accepted.receipt().to_vec());
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp = resp.with_header(MESSAGE_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        resp = resp.with_header(LOCATION, v);
+    }
+    resp
+}
+
+/// Stores a checked package from `agency` with its signed acceptance receipt (durable when
+/// this returns), and applies a revocation. Shared by API v1 and the VXP front door.
+pub fn accept(
+    hub: &Hub,
+    dir: &Directory,
+    agency: &str,
+    (package, verdict): (Package, VerdictSummary),
+    body: &[u8],
+    now: jiff::Timestamp,
+) -> Result<Accepted, Problem> {
+    let m = new_message(dir, &package, &verdict, body.to_vec(), now);
     let (sender, recipients, document_id) = (
         m.sender.clone(),
         m.recipients
@@ -249,9 +291,9 @@ pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
             &sender,
             recipients.clone(),
             document_id.clone(),
-            &req.body,
+            body,
             verdict.clone(),
-            req.now,
+            now,
         );
         let receipt = crate::receipt::sign(&r, &hub.receipt_signer);
         signing.set(started.elapsed());
@@ -275,33 +317,21 @@ pub fn submit(hub: &Hub, req: &ApiRequest) -> ApiResponse {
         Stage::Store,
         started.elapsed().saturating_sub(signing.get()),
     );
-    let accepted = match accepted {
-        Ok(a) => a,
-        Err(e) => return store_problem(e),
+    let accepted = accepted.map_err(store_refusal)?;
+    let (new, id) = match &accepted {
+        Accepted::New { id, .. } => (true, *id),
+        Accepted::Duplicate { id, .. } => (false, *id),
     };
-    let (status, id) = match &accepted {
-        Accepted::New { id, .. } => (StatusCode::CREATED, *id),
-        Accepted::Duplicate { id, .. } => (StatusCode::OK, *id),
-    };
-    hub.metrics
-        .accepted(kind, matches!(accepted, Accepted::Duplicate { .. }));
-    tracing::info!(message = %id, sender = %req.agency, status = status.as_u16(), "package accepted");
-    if status == StatusCode::CREATED {
+    hub.metrics.accepted(kind, !new);
+    tracing::info!(message = %id, sender = %agency, new, "package accepted");
+    if new {
         if let Package::Edoc(e) = &package {
             if e.business_type() == BusinessDocType::Revoke {
-                revoke(hub, &req.agency, e, id, req.now);
+                revoke(hub, agency, e, id, now);
             }
         }
     }
-    let loc = format!("/api/v1/packages/{id}");
-    let mut resp = ApiResponse::xml(status, accepted.receipt().to_vec());
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        resp = resp.with_header(MESSAGE_ID, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&loc) {
-        resp = resp.with_header(LOCATION, v);
-    }
-    resp
+    Ok(accepted)
 }
 
 /// Cancels the not-yet-delivered deliveries of the document a revocation names, for the

@@ -26,6 +26,8 @@ pub(crate) struct Hub {
     pub(crate) addr: String,
     /// The admin listener's `ADDR:PORT`.
     pub(crate) admin: String,
+    /// The VXP plain-HTTP listener's `ADDR:PORT`, when configured.
+    pub(crate) vxp_http: String,
     config: PathBuf,
 }
 
@@ -149,6 +151,11 @@ pub(crate) fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() ->
 impl Hub {
     /// A hub whose H41 pushes to `push_url`, giving up on a delivery after `max_age`.
     pub(crate) fn start(push_url: &str, max_age: &str) -> Hub {
+        Hub::start_with(push_url, max_age, "")
+    }
+
+    /// [`Hub::start`] with `extra` appended to the configuration (more tables).
+    pub(crate) fn start_with(push_url: &str, max_age: &str, extra: &str) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let c = root().join("certs-test");
         let directory = std::fs::read_to_string(c.join("directory.toml"))
@@ -182,6 +189,7 @@ retry_cap = "1s"
 retry_floor = "200ms"
 retry_max_age = "{max_age}"
 circuit_cool_down = "200ms"
+{extra}
 "#,
             data = dir.path().join("data").display(),
             directory = dir.path().join("directory.toml").display(),
@@ -200,6 +208,7 @@ circuit_cool_down = "200ms"
             dir,
             addr: String::new(),
             admin: String::new(),
+            vxp_http: String::new(),
             config: config_path,
         };
         hub.spawn();
@@ -225,6 +234,7 @@ circuit_cool_down = "200ms"
         let mut lines = ready.lines();
         self.addr = lines.next().unwrap_or("").to_owned();
         self.admin = lines.next().unwrap_or("").to_owned();
+        self.vxp_http = lines.next().unwrap_or("").to_owned();
     }
 
     /// SIGTERM, wait for a graceful exit.

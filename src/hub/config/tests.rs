@@ -234,3 +234,51 @@ fn validate_reads_every_file_and_reports_every_problem() {
     c.data = c.directory.clone();
     assert_eq!(fields(&c.validate(now()).unwrap_err()), ["data"]);
 }
+
+#[test]
+fn vxp_systems_are_checked_and_their_secrets_read() {
+    let mut c = Config::embedded();
+    assert_eq!(c.vxp.prefix, "/vxp");
+    let ids: Vec<&str> = c.vxp.systems.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["vxp.demo.g12", "vxp.demo.h29"]);
+    assert!(
+        c.vxp
+            .systems
+            .iter()
+            .all(|s| !s.signature_required && s.lenient)
+    );
+    c.check().unwrap();
+    assert!(
+        Config::default().vxp.systems.is_empty(),
+        "demo systems only when embedded"
+    );
+    // A bad prefix, an agency served twice, the same id twice, a non-loopback admin address
+    // without TLS.
+    c.vxp.prefix = "/api/vxp/".into();
+    let mut twin = c.vxp.systems[0].clone();
+    twin.agencies = vec!["000.00.00.H29".into()];
+    c.vxp.systems.push(twin);
+    c.admin_listen = "0.0.0.0:8444".parse().unwrap();
+    let e = c.check().unwrap_err();
+    assert_eq!(
+        fields(&e),
+        [
+            "admin_listen",
+            "vxp.prefix",
+            "vxp.system.id",
+            "vxp.system.agencies"
+        ],
+        "{e}"
+    );
+    // Files: a missing secret and an agency not in the directory.
+    let mut c = Config::embedded();
+    c.vxp.systems[0].secret_file = "/nonexistent/secret".into();
+    c.vxp.systems[1].agencies = vec!["000.00.00.Z99".into()];
+    let now = "2026-12-01T00:00:00Z".parse().unwrap();
+    let e = c.validate(now).unwrap_err();
+    let f = fields(&e);
+    assert!(
+        f.contains(&"vxp.system.secret_file") && f.contains(&"vxp.system.agencies"),
+        "{e}"
+    );
+}
