@@ -68,6 +68,8 @@ struct Sdk<'a> {
     params: Vec<(String, String)>,
     /// `https` through the API listener, or `http` through the plain one.
     https: bool,
+    /// Unsigned headers sent besides (the hub must ignore them).
+    noise: Vec<(String, String)>,
 }
 
 impl<'a> Sdk<'a> {
@@ -81,6 +83,7 @@ impl<'a> Sdk<'a> {
                 ("timestamp".into(), "23112026T101500+0042".into()),
             ],
             https,
+            noise: Vec::new(),
         }
     }
 
@@ -132,6 +135,9 @@ impl<'a> Sdk<'a> {
                 "--expect100-timeout",
                 "30",
             ]);
+        }
+        for (k, v) in &self.noise {
+            cmd.args(["-H", &format!("{k}: {v}")]);
         }
         cmd.args(["-H", &format!("Content-Type: {content_type}")])
             .args(["-H", &format!("XroadVnpt-sign-header-key: {key}")])
@@ -285,6 +291,13 @@ fn the_sdk_polling_cycle_works_for_edoc_and_status_over_https_and_http() {
             .map(|a| a["code"].as_str().unwrap())
             .collect();
         assert!(codes.contains(&H29) && codes.contains(&G12), "{agencies}");
+        let g12_row = agencies["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["code"] == G12)
+            .unwrap();
+        assert_eq!(g12_row["name"], "Bộ Tài chính", "UTF-8 names arrive intact");
         ok(&g12.call("getAgenciesListQD20", &[("level", "1")], None));
         ok(&g12.call("getSynchronizeUnit", &[], None));
 
@@ -325,10 +338,16 @@ fn the_sdk_polling_cycle_works_for_edoc_and_status_over_https_and_http() {
                 .unwrap();
             assert_eq!(bytes, package, "the exact bytes, without the SDK's CRLF");
         }
-        // Both spellings with different values: getEdoc takes `docId`.
+        // Both spellings with different values: getEdoc takes `docId`; unsigned copies of
+        // the headers that say otherwise are ignored.
         h29.put("docid", "ffffffffffffffff-0");
+        h29.noise = vec![
+            ("XroadVnpt-docId".into(), "ffffffffffffffff-0".into()),
+            ("XroadVnpt-sign-header-key".into(), "docId".into()),
+        ];
         let got = h29.call("getEdoc", &[("docId", item)], Some(b"{}"));
         ok(&got);
+        h29.noise.clear();
         let raw = h29.raw("GET", "downloadEdoc", &[("docId", item)], None);
         assert_eq!(raw, package);
         // A stale `docId` from an earlier call and the `docid` of this one: updateStatus
