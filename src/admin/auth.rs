@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -144,7 +145,7 @@ impl Auth {
         let created = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode_0600()
+            .mode(0o600)
             .open(path)
         {
             Ok(mut f) => {
@@ -290,18 +291,6 @@ pub fn check_csrf(op: &Operator, headers: &HeaderMap, sent: Option<&str>) -> Res
         _ => Err(Problem::forbidden(
             "the form's CSRF token is missing or stale: reload the page and try again",
         )),
-    }
-}
-
-/// `OpenOptions::mode(0o600)` on Unix.
-trait Private {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Private for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
     }
 }
 

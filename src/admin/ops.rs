@@ -25,7 +25,7 @@ use crate::store::{
 const TODAY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One recipient's queue.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct QueueRow {
     /// The agency.
     pub agency: String,
@@ -79,21 +79,8 @@ pub fn queues(hub: &Hub, now: Timestamp) -> Result<Vec<QueueRow>, Problem> {
     let mut rows: BTreeMap<String, QueueRow> = BTreeMap::new();
     let row = |agency: &str| QueueRow {
         agency: agency.to_owned(),
-        name: String::new(),
         mode: "unknown".into(),
-        queued: 0,
-        in_flight: 0,
-        retrying: 0,
-        dead: 0,
-        delivered_today: 0,
-        delivered: 0,
-        rejected: 0,
-        cancelled: 0,
-        oldest_pending: None,
-        oldest_pending_age_seconds: None,
-        next_attempt: None,
-        paused: false,
-        circuit: None,
+        ..QueueRow::default()
     };
     for a in directory.agencies() {
         let mut r = row(a.id.as_str());

@@ -196,10 +196,10 @@ impl Live {
     }
 
     fn set(&self, agency: &str, state: CircuitState) {
-        let mut c = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
-        if c.get(agency) != Some(&state) {
-            c.insert(agency.to_owned(), state);
-        }
+        self.circuits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agency.to_owned(), state);
     }
 }
 

@@ -117,16 +117,25 @@ pub fn check(
             "{agency} is not in the directory"
         )));
     };
-    check_with(hub, dir, agency, me.policy, bytes, now)
+    let may_send = |sender: &str| {
+        if sender == agency {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "the package is from {sender}, but the request is authenticated as {agency}"
+            )))
+        }
+    };
+    check_with(hub, dir, me.policy, &may_send, bytes, now)
 }
 
-/// [`check`] under `policy` rather than the agency's own (the VXP front door applies its
-/// system's).
+/// [`check`] under `policy`, with `may_send` judging the package's sender (the VXP front
+/// door applies its system's policy and agencies).
 pub fn check_with(
     hub: &Hub,
     dir: &std::sync::Arc<Directory>,
-    agency: &str,
     policy: crate::directory::AgencyPolicy,
+    may_send: &dyn Fn(&str) -> Result<(), Problem>,
     bytes: &[u8],
     now: jiff::Timestamp,
 ) -> Result<(Package, VerdictSummary), Problem> {
@@ -135,12 +144,7 @@ pub fn check_with(
     let parsed = edxml::parse(bytes, &options);
     hub.metrics.stage(Stage::Parse, started.elapsed());
     let parsed = parsed.map_err(|r| invalid_package(&r))?;
-    let sender = parsed.package().sender().as_str().to_owned();
-    if sender != agency {
-        return Err(Problem::forbidden(format!(
-            "the package is from {sender}, but the request is authenticated as {agency}"
-        )));
-    }
+    may_send(parsed.package().sender().as_str())?;
     let (package, verdict) = if parsed.signature().is_none() && !policy.signature_required {
         (parsed.into_package(), VerdictSummary::Unsigned)
     } else {

@@ -165,22 +165,21 @@ fn send_edoc(
     let dir = hub.directory();
     // The package's sender must be one of the system's agencies; it is the agency the
     // acceptance is made for.
-    let options = submit::parse_options(system.policy.lenient, hub.config.limits.max_body, now);
-    let sender = match crate::edxml::parse(bytes, &options) {
-        Ok(p) => p.package().sender().as_str().to_owned(),
-        Err(r) => return fail("422", format!("invalid-package: {r}")),
-    };
-    if !system.serves(&sender) {
-        return fail(
-            "403",
-            format!(
-                "forbidden: the package is from {sender}, which system {} does not serve",
+    let may_send = |sender: &str| {
+        if system.serves(sender) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "the package is from {sender}, which system {} does not serve",
                 system.id
-            ),
-        );
-    }
-    let accepted = submit::check_with(hub, &dir, &sender, system.policy, bytes, now)
-        .and_then(|checked| submit::accept(hub, &dir, &sender, checked, bytes, now));
+            )))
+        }
+    };
+    let accepted =
+        submit::check_with(hub, &dir, system.policy, &may_send, bytes, now).and_then(|checked| {
+            let sender = checked.0.sender().as_str().to_owned();
+            submit::accept(hub, &dir, &sender, checked, bytes, now)
+        });
     match accepted {
         Ok(a) => {
             let id = match &a {
