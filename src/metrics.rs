@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `truc_packages_accepted_total` | `kind` (edoc, status), `outcome` (new, duplicate) | submissions answered 201 or 200 |
 //! | `truc_packages_refused_total` | `code` (the problem code) | refused submissions, from 401 to 500 |
-//! | `truc_stage_seconds` | `stage` (parse, verify, chain, store, receipt) | time in each step of an acceptance |
+//! | `truc_stage_seconds` | `stage` (parse, verify, digest, signature, chain, store, receipt) | time in each step of an acceptance (`verify` is the whole signature check: digest + signature + chain) |
 //! | `truc_commit_batch_size` | | acceptances per group commit |
 //! | `truc_commit_sync_seconds` | | the log's `fdatasync` per group commit |
 //! | `truc_commit_apply_seconds` | | applying a group commit to the map |
@@ -22,6 +22,8 @@
 //! | `truc_tls_handshakes_total` | `result` (ok, failed) | TLS handshakes on the API listener |
 //! | `truc_connections_open` | | connections on the API listener |
 //! | `truc_http_requests_total` | `status` | API responses, by status |
+//! | `truc_process_resident_memory_bytes` | | the process's RSS at scrape time (`VmRSS`, Linux) |
+//! | `truc_process_peak_resident_memory_bytes` | | its peak RSS since start (`VmHWM`) |
 //!
 //! # Invariants
 //! - Recording never blocks on I/O and never fails: every label value is a `&'static str`
@@ -31,9 +33,8 @@
 //!   anything.
 //!
 //! # Non-guarantees
-//! Counters start at zero when the process starts. `stage="chain"` is declared but not yet
-//! observed on its own: the certificate path is validated inside the signature check
-//! (`dsig::verify_parsed`), whose time is `stage="verify"`.
+//! Counters start at zero when the process starts. The digest, signature and chain stages
+//! are observed only for signatures that verify (a failing check has only `verify`).
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -70,10 +71,15 @@ const BATCH: [f64; 11] = [
 pub enum Stage {
     /// Parsing and validating the package.
     Parse,
-    /// The signature: canonicalization, digests, the signature value (today also the
-    /// certificate path, see the module docs).
+    /// The whole signature check: [`Stage::Digest`], [`Stage::Signature`] and
+    /// [`Stage::Chain`], plus reading the Signature element.
     Verify,
-    /// The signer's certificate path to the anchors, with revocation.
+    /// Canonicalizing and digesting what the signature's References select.
+    Digest,
+    /// Canonicalizing SignedInfo and checking the signature value.
+    Signature,
+    /// The signer's certificate path to the anchors with revocation, and its authorization
+    /// for the sender.
     Chain,
     /// The store's acceptance, the group commit's `fdatasync` wait included.
     Store,
@@ -82,11 +88,24 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 7] = [
+        Stage::Parse,
+        Stage::Verify,
+        Stage::Digest,
+        Stage::Signature,
+        Stage::Chain,
+        Stage::Store,
+        Stage::Receipt,
+    ];
+
     /// The `stage` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Parse => "parse",
             Stage::Verify => "verify",
+            Stage::Digest => "digest",
+            Stage::Signature => "signature",
             Stage::Chain => "chain",
             Stage::Store => "store",
             Stage::Receipt => "receipt",
@@ -163,6 +182,8 @@ pub struct Metrics {
     handshakes: Family<ResultLabel, Counter>,
     connections: Gauge,
     requests: Family<StatusLabel, Counter>,
+    memory: Gauge,
+    memory_peak: Gauge,
     /// Held by [`Metrics::render`]: the queue gauges are reset and refilled per scrape, and
     /// two scrapes at once must not see each other's half.
     scrape: Mutex<()>,
@@ -196,6 +217,8 @@ impl Metrics {
             attempts: Family::default(),
             receipts: Family::default(),
             handshakes: Family::default(),
+            memory: Gauge::default(),
+            memory_peak: Gauge::default(),
             connections: Gauge::default(),
             requests: Family::default(),
             scrape: Mutex::new(()),
@@ -270,13 +293,25 @@ impl Metrics {
             "API responses, by HTTP status",
             m.requests.clone(),
         );
+        r.register_with_unit(
+            "process_resident_memory",
+            "Resident set size of the hub process, at scrape time (Linux)",
+            Unit::Bytes,
+            m.memory.clone(),
+        );
+        r.register_with_unit(
+            "process_peak_resident_memory",
+            "Peak resident set size of the hub process since it started (Linux)",
+            Unit::Bytes,
+            m.memory_peak.clone(),
+        );
         // The series every dashboard expects exist from the start, at zero.
         for kind in ["edoc", "status"] {
             for outcome in ["new", "duplicate"] {
                 let _ = m.accepted.get_or_create(&AcceptedLabels { kind, outcome });
             }
         }
-        for stage in [Stage::Parse, Stage::Verify, Stage::Store, Stage::Receipt] {
+        for stage in Stage::ALL {
             let _ = m.stages.get_or_create(&StageLabel {
                 stage: stage.as_str(),
             });
@@ -411,11 +446,28 @@ impl Metrics {
                 })
                 .set(age);
         }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let (rss, peak) = memory_of(&status);
+            let bytes = |kb: Option<u64>| i64::try_from(kb.unwrap_or(0) * 1024).unwrap_or(i64::MAX);
+            self.memory.set(bytes(rss));
+            self.memory_peak.set(bytes(peak));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail; the encoder reports only the writer's errors.
         let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// `VmRSS` and `VmHWM` of a `/proc/<pid>/status` text, in kB.
+fn memory_of(status: &str) -> (Option<u64>, Option<u64>) {
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
+    };
+    (field("VmRSS"), field("VmHWM"))
 }
 
 /// A connection counted in `truc_connections_open`; dropping it ends the count.
@@ -525,6 +577,19 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn process_memory_is_read_from_proc_status_and_rendered_in_bytes() {
+        let status =
+            "Name:\ttruc\nVmPeak:\t  900000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40960 kB\n";
+        assert_eq!(memory_of(status), (Some(40960), Some(51234)));
+        assert_eq!(memory_of("VmRSS: lots\n"), (None, None));
+        // This process's own figures, as a scrape shows them: present and plausible.
+        let s = parse(&Metrics::new().render(&[], t("2026-11-23T00:00:00Z")));
+        let rss = value(&s, "truc_process_resident_memory_bytes", &[]).unwrap();
+        let peak = value(&s, "truc_process_peak_resident_memory_bytes", &[]).unwrap();
+        assert!(rss > 1_000_000.0 && peak >= rss, "{rss} {peak}");
     }
 
     #[test]
@@ -801,7 +866,7 @@ mod tests {
             v(accepted, &[("kind", "edoc"), ("outcome", "duplicate")]),
             Some(1.0)
         );
-        for stage in ["parse", "verify"] {
+        for stage in ["parse", "verify", "digest", "signature", "chain"] {
             let n = v("truc_stage_seconds_count", &[("stage", stage)]).unwrap();
             assert!(n >= 1.0, "{stage}: {n}");
         }

@@ -187,6 +187,22 @@ pub struct Report {
     /// the sender.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<crate::directory::Authorization>,
+    /// How long each part of the verification took (for metrics; never part of a verdict).
+    #[serde(skip)]
+    pub timings: Timings,
+}
+
+/// Where a verification spent its time, from the monotonic clock
+/// ([`crate::clock::monotonic`]). Measurement only: nothing decides by it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Canonicalizing and digesting what the References select.
+    pub digest: std::time::Duration,
+    /// Canonicalizing SignedInfo, reading the key and checking the signature value.
+    pub signature: std::time::Duration,
+    /// The signer's certificate path to an anchor with revocation, and (for packages) its
+    /// authorization for the sender.
+    pub chain: std::time::Duration,
 }
 
 /// A certificate, as reported.

@@ -134,6 +134,7 @@ pub fn verify_parsed<'a>(
     let (mut report, signer) = verify_signature_with_cert(doc, location.node, keys, &policy, now)
         .map_err(PackageError::Signature)?;
     if let Some(directory) = &keys.directory {
+        let started = crate::clock::monotonic();
         let sender = parsed.package().sender();
         let authorization = directory
             .authorize_signer(sender.as_str(), signer.as_ref())
@@ -141,6 +142,7 @@ pub fn verify_parsed<'a>(
                 PackageError::Signature(Verdict::untrusted(NotAuthorized::CODE, e.to_string()))
             })?;
         report.authorization = Some(authorization);
+        report.timings.chain += started.elapsed();
     }
     Ok(VerifiedPackage { parsed, report })
 }

@@ -581,6 +581,8 @@ impl<'d, 'a> Verifier<'d, 'a> {
     /// Steps 3 to 6.
     fn run(mut self, now: Timestamp) -> Step<(Report, Option<Certificate>)> {
         let doc = self.doc;
+        let mut timings = super::Timings::default();
+        let started = crate::clock::monotonic();
         let mut signed = Vec::new();
         self.c14n
             .canonicalize(doc, &NodeSet::subtree(self.signed_info), &mut signed);
@@ -663,7 +665,9 @@ impl<'d, 'a> Verifier<'d, 'a> {
             PolicyError::Refused(r) => Verdict::refused("unsupported-signature-method", r),
             PolicyError::Invalid(r) => Verdict::invalid("signature-mismatch", r),
         })?;
+        timings.signature = started.elapsed();
 
+        let started = crate::clock::monotonic();
         let mut references = Vec::new();
         for (i, plan) in self.plans.iter().enumerate() {
             let mut ctx = ring::digest::Context::new(plan.hash.ring());
@@ -691,6 +695,9 @@ impl<'d, 'a> Verifier<'d, 'a> {
             });
         }
 
+        timings.digest = started.elapsed();
+
+        let started = crate::clock::monotonic();
         let mut chain = Vec::new();
         let mut warnings = Vec::new();
         if source == KeySource::TrustedChain {
@@ -723,6 +730,10 @@ impl<'d, 'a> Verifier<'d, 'a> {
             legacy: self.legacy,
             warnings,
             authorization: None,
+            timings: super::Timings {
+                chain: started.elapsed(),
+                ..timings
+            },
         };
         Ok((report, cert))
     }

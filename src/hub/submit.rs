@@ -10,7 +10,12 @@
 //!    revocation, and the signer's binding to the sender → `signature-required`,
 //!    `signature-invalid`, `signer-untrusted`, `signer-not-authorized-for-sender`. A package
 //!    without a signature is accepted only when the sender's policy says signatures are not
-//!    required; a signature that is present is always checked;
+//!    required. A signature that is present is always checked; under that same optional
+//!    policy one that fails is not a refusal but is recorded as such (`NotVerified` in the
+//!    receipt, with the verifier's outcome, code and reason), since field software (the VXP
+//!    SDK among it) often breaks the signatures it forwards. The hub then vouches for
+//!    nothing the signature claims: the receipt, the recipients' trace and the admin API all
+//!    say "not verified";
 //! 4. every recipient must be in the directory → `422 unknown-recipient` listing them all;
 //! 5. the store makes it durable (one `fdatasync`) with its acceptance receipt → `201` with
 //!    the signed receipt, `Truc-Message-Id` and `Location`; the same bytes again → `200` with
@@ -153,15 +158,38 @@ pub fn check_with(
             directory: Some(dir.clone()),
             ..Keys::default()
         };
-        // The certificate path is validated inside `verify_parsed`: `verify` includes it.
+        // Under an optional-signature policy a signature that does not verify is recorded,
+        // not refused: keep the package, since verification consumes the parse.
+        let fallback = (!policy.signature_required).then(|| parsed.package().clone());
         let started = crate::clock::monotonic();
         let verified = dsig::verify_parsed(parsed, &keys, policy.allow_legacy, now);
         hub.metrics.stage(Stage::Verify, started.elapsed());
-        let verified = verified.map_err(signature_problem)?;
-        (
-            verified.package().clone(),
-            VerdictSummary::from_report(verified.report()),
-        )
+        match (verified, fallback) {
+            (Ok(verified), _) => {
+                let t = verified.report().timings;
+                hub.metrics.stage(Stage::Digest, t.digest);
+                hub.metrics.stage(Stage::Signature, t.signature);
+                hub.metrics.stage(Stage::Chain, t.chain);
+                (
+                    verified.package().clone(),
+                    VerdictSummary::from_report(verified.report()),
+                )
+            }
+            (Err(PackageError::Signature(v)), Some(package)) => {
+                match VerdictSummary::not_verified(&v) {
+                    Some(summary) => {
+                        tracing::warn!(
+                            sender = package.sender().as_str(),
+                            verdict = %v,
+                            "signature present but not verified; accepted, as the sender's policy does not require one"
+                        );
+                        (package, summary)
+                    }
+                    None => return Err(signature_problem(PackageError::Signature(v))),
+                }
+            }
+            (Err(e), _) => return Err(signature_problem(e)),
+        }
     };
     let unknown: Vec<ProblemItem> = package
         .recipients()

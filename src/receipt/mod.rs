@@ -33,6 +33,8 @@
 //!       Signer? (Subject, Fingerprint)  Key  KeySource  SignatureMethod  DigestMethod
 //!       CanonicalizationMethod  TrustAnchor?  Revocation  Legacy*
 //!     | Unsigned (the sender's policy does not require a signature)
+//!     | NotVerified (Outcome: invalid | refused | untrusted, Code, Reason: a signature was
+//!       present but did not verify, and the sender's policy does not require one)
 //!   DeliveryId?  Attempts?  Reason? (failure and cancellation: required)
 //!   ds:Signature (enveloped, added by [`sign`])
 //! ```
@@ -205,6 +207,50 @@ pub enum VerdictSummary {
     Valid(SignatureSummary),
     /// The package was not signed and the sender's policy does not require a signature.
     Unsigned,
+    /// The package carried a signature that did not verify, and the sender's policy does not
+    /// require a signature (field packages whose signature the sending software broke). The
+    /// hub vouches for nothing the signature claims.
+    NotVerified(NotVerified),
+}
+
+/// Why a present signature was not verified ([`VerdictSummary::NotVerified`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotVerified {
+    /// The verifier's verdict: `invalid`, `refused` or `untrusted`.
+    pub outcome: NotVerifiedOutcome,
+    /// Its stable code (`digest-mismatch`, `untrusted-chain`, ...).
+    pub code: String,
+    /// Its sentence for people.
+    pub reason: String,
+}
+
+/// The verdicts a [`NotVerified`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotVerifiedOutcome {
+    /// The signature or a digest does not match, or the Signature is malformed.
+    Invalid,
+    /// An algorithm, transform, reference form, key or shape outside the policy.
+    Refused,
+    /// The cryptography holds but the key is not trusted (or not authorized for the sender).
+    Untrusted,
+}
+
+impl NotVerifiedOutcome {
+    const ALL: [NotVerifiedOutcome; 3] = [
+        NotVerifiedOutcome::Invalid,
+        NotVerifiedOutcome::Refused,
+        NotVerifiedOutcome::Untrusted,
+    ];
+
+    /// Its code in receipts: `invalid`, `refused`, `untrusted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotVerifiedOutcome::Invalid => "invalid",
+            NotVerifiedOutcome::Refused => "refused",
+            NotVerifiedOutcome::Untrusted => "untrusted",
+        }
+    }
 }
 
 /// The parts of a [`Report`] a receipt records.
@@ -240,6 +286,22 @@ pub struct CertSummary {
 }
 
 impl VerdictSummary {
+    /// The summary of a signature that did not verify; `None` for a valid verdict.
+    pub fn not_verified(verdict: &crate::dsig::Verdict) -> Option<Self> {
+        use crate::dsig::Verdict;
+        let (outcome, f) = match verdict {
+            Verdict::Valid(_) => return None,
+            Verdict::Invalid(f) => (NotVerifiedOutcome::Invalid, f),
+            Verdict::Refused(f) => (NotVerifiedOutcome::Refused, f),
+            Verdict::Untrusted(f) => (NotVerifiedOutcome::Untrusted, f),
+        };
+        Some(VerdictSummary::NotVerified(NotVerified {
+            outcome,
+            code: f.code.to_owned(),
+            reason: f.reason.clone(),
+        }))
+    }
+
     /// The summary of a valid package signature.
     pub fn from_report(report: &Report) -> Self {
         let revocation = match report.key_source {
@@ -486,8 +548,13 @@ impl Receipt {
                 return Err(inconsistent("an attempt count is not allowed".into()));
             }
         }
-        if let VerdictSummary::Valid(s) = &self.verdict {
-            s.check()?;
+        match &self.verdict {
+            VerdictSummary::Valid(s) => s.check()?,
+            VerdictSummary::NotVerified(n) => {
+                check_text("Receipt/Verdict/NotVerified/Code", &n.code)?;
+                check_text("Receipt/Verdict/NotVerified/Reason", &n.reason)?;
+            }
+            VerdictSummary::Unsigned => {}
         }
         Ok(())
     }
@@ -583,6 +650,13 @@ pub fn build(r: &Receipt) -> Vec<u8> {
     w.open("Verdict");
     match &r.verdict {
         VerdictSummary::Unsigned => w.empty_with("Unsigned", &[]),
+        VerdictSummary::NotVerified(n) => {
+            w.open("NotVerified");
+            w.leaf("Outcome", n.outcome.as_str());
+            w.leaf("Code", &n.code);
+            w.leaf("Reason", &n.reason);
+            w.close("NotVerified");
+        }
         VerdictSummary::Valid(s) => {
             w.open("Valid");
             if let Some(c) = &s.signer {
@@ -963,6 +1037,27 @@ fn verdict(doc: &Document<'_>, id: NodeId) -> Result<VerdictSummary, ReceiptErro
         VerdictSummary::Unsigned
     } else if let Some(v) = c.optional("Valid") {
         VerdictSummary::Valid(signature_summary(doc, v)?)
+    } else if let Some(n) = c.optional("NotVerified") {
+        let mut nc = Children::of(doc, n, "Receipt/Verdict/NotVerified")?;
+        let outcome = nc.text("Outcome", "Receipt/Verdict/NotVerified/Outcome")?;
+        let outcome = NotVerifiedOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == outcome)
+            .ok_or_else(|| {
+                invalid(
+                    "Receipt/Verdict/NotVerified/Outcome",
+                    &outcome,
+                    "invalid, refused or untrusted",
+                )
+            })?;
+        let code = nc.text("Code", "Receipt/Verdict/NotVerified/Code")?;
+        let reason = nc.text("Reason", "Receipt/Verdict/NotVerified/Reason")?;
+        nc.finish()?;
+        VerdictSummary::NotVerified(NotVerified {
+            outcome,
+            code,
+            reason,
+        })
     } else {
         return Err(match c.kids.first() {
             Some((_, e)) => ReceiptError::Unexpected {
@@ -971,7 +1066,7 @@ fn verdict(doc: &Document<'_>, id: NodeId) -> Result<VerdictSummary, ReceiptErro
             },
             None => ReceiptError::Missing {
                 parent: "Receipt/Verdict",
-                element: "Valid or Unsigned",
+                element: "Valid, Unsigned or NotVerified",
             },
         });
     };

@@ -88,6 +88,54 @@ fn optional_parts_round_trip_absent_and_unsigned() {
 }
 
 #[test]
+fn not_verified_round_trips_with_every_outcome_and_names_it() {
+    for outcome in NotVerifiedOutcome::ALL {
+        let mut r = sample(Kind::Acceptance);
+        r.attempts = None;
+        r.verdict = VerdictSummary::NotVerified(NotVerified {
+            outcome,
+            code: "digest-mismatch".into(),
+            reason: "Reference 0: <ký> & \"sửa\"".into(),
+        });
+        assert_eq!(roundtrip(&r), r, "{outcome:?}");
+        let text = String::from_utf8(build(&r)).unwrap();
+        let compact: String = text.lines().map(str::trim).collect();
+        assert!(
+            compact.contains(&format!(
+                "<NotVerified><Outcome>{}</Outcome><Code>digest-mismatch</Code>",
+                outcome.as_str()
+            )),
+            "{text}"
+        );
+    }
+    // The JSON the store records reads back as the same summary.
+    let v = VerdictSummary::not_verified(&crate::dsig::Verdict::untrusted(
+        "untrusted-chain",
+        "no path",
+    ))
+    .unwrap();
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(json.contains(r#""status":"not-verified""#), "{json}");
+    assert_eq!(serde_json::from_str::<VerdictSummary>(&json).unwrap(), v);
+}
+
+#[test]
+fn not_verified_with_an_unknown_outcome_is_refused() {
+    let mut r = sample(Kind::Acceptance);
+    r.attempts = None;
+    r.verdict = VerdictSummary::NotVerified(NotVerified {
+        outcome: NotVerifiedOutcome::Invalid,
+        code: "x".into(),
+        reason: "y".into(),
+    });
+    let text = String::from_utf8(build(&r))
+        .unwrap()
+        .replace("<Outcome>invalid</Outcome>", "<Outcome>forged</Outcome>");
+    let e = parse(text.as_bytes()).unwrap_err().to_string();
+    assert!(e.contains("Receipt/Verdict/NotVerified/Outcome"), "{e}");
+}
+
+#[test]
 fn verdict_details_round_trip() {
     let mut r = sample(Kind::Acceptance);
     let mut s = summary();
@@ -254,6 +302,7 @@ fn from_report_takes_what_the_verifier_reported() {
         legacy: vec![Legacy::Sha1Certificate],
         warnings: Vec::new(),
         authorization: None,
+        timings: Default::default(),
     };
     let VerdictSummary::Valid(s) = VerdictSummary::from_report(&report) else {
         panic!("not valid");

@@ -109,7 +109,8 @@ fn receipt_for(kind: Kind, bytes: &[u8], package: &Package, report: &dsig::Repor
     }
 }
 
-fn xmllint(file: &Path) -> (bool, String) {
+/// `xmllint --schema schemas/receipt.xsd` of a receipt file: whether it validates, and why not.
+pub(crate) fn xmllint(file: &Path) -> (bool, String) {
     let out = Command::new(tool("xmllint", "libxml2-utils"))
         .args(["--noout", "--nonet", "--schema"])
         .arg(root().join("schemas/receipt.xsd"))

@@ -11,12 +11,15 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::flows::{G12, H29, Hub};
+use crate::flows::{G12, H29, H41, Hub};
 
 const G22: &str = "000.00.00.G22";
 use crate::util::{root, tool};
 
 const G12_SYSTEM: &str = "vxp.test.g12";
+/// A system whose policy requires signatures (serving H41).
+const H41_SYSTEM: &str = "vxp.test.h41";
+const H41_SECRET: &str = "h41-secret-requires-signatures";
 const H29_SYSTEM: &str = "vxp.test.h29";
 const G12_SECRET: &str = "g12-secret-tZ0kq1Yb9xX2vQ==";
 const H29_SECRET: &str = "h29-secret-Nn7UVd3pPz5w==";
@@ -47,9 +50,14 @@ agencies = ["{H29}"]
 signature_required = false
 lenient = true
 manage_agencies = true
+[[vxp.system]]
+id = "{H41_SYSTEM}"
+secret_file = "{h41}"
+agencies = ["{H41}"]
 "#,
         g12 = file("g12.secret", G12_SECRET),
         h29 = file("h29.secret", H29_SECRET),
+        h41 = file("h41.secret", H41_SECRET),
     );
     let hub = Hub::start_with("https://localhost:9/inbox", "72h", &extra);
     assert!(
@@ -566,4 +574,126 @@ fn refusals_are_fail_replies_with_specific_codes_and_store_nothing() {
     );
     // Not VXP: an unknown operation is a FAIL, never an HTML page.
     fail(&g12.call("noSuchOperation", &[], None), "400");
+}
+
+/// What field software does to a signed package: content changed after signing.
+fn broken_signature(from: &str, to: &str, number: &str) -> Vec<u8> {
+    let signed = crate::flows::sign(&edoc(from, to, number), from);
+    let text = String::from_utf8(signed).unwrap();
+    assert!(text.contains("Công văn gửi qua VXP"));
+    text.replacen(
+        "Công văn gửi qua VXP",
+        "Công văn gửi qua VXP (sửa sau khi ký)",
+        1,
+    )
+    .into_bytes()
+}
+
+/// The acceptance receipt of message `id`, fetched by its sender over API v1, and the same
+/// with its lines trimmed and joined (to match elements regardless of indentation).
+fn acceptance_receipt(hub: &Hub, sender: &str, id: &str) -> (String, String) {
+    let r = hub.call(
+        sender,
+        "GET",
+        &format!("/api/v1/receipts/{id}-acceptance"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let text = String::from_utf8(r.body).unwrap();
+    let compact = text.lines().map(str::trim).collect();
+    (text, compact)
+}
+
+#[test]
+fn a_signature_the_sdk_broke_is_accepted_as_not_verified_only_where_signatures_are_optional() {
+    let (hub, _secrets) = hub();
+    // Optional: accepted, and the receipt says the signature was present but did not verify.
+    let mut g12 = Sdk::new(&hub, G12_SYSTEM, G12_SECRET, true);
+    let broken = broken_signature(G12, H29, "41");
+    let sent = g12.send(G12, "edoc", &broken);
+    ok(&sent);
+    let id = sent["DocId"].as_str().unwrap();
+    let (receipt, compact) = acceptance_receipt(&hub, G12, id);
+    assert!(
+        compact.contains(
+            "<Verdict><NotVerified><Outcome>invalid</Outcome><Code>digest-mismatch</Code>"
+        ),
+        "{receipt}"
+    );
+    assert!(!receipt.contains("<Valid>"), "{receipt}");
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("acceptance.xml");
+    std::fs::write(&file, &receipt).unwrap();
+    let (valid, why) = crate::receipt::xmllint(&file);
+    assert!(valid, "the NotVerified form is in the schema: {why}");
+    // The recipient gets the exact bytes, broken signature and all, and the admin API shows
+    // the recorded verdict.
+    let mut h29 = Sdk::new(&hub, H29_SYSTEM, H29_SECRET, true);
+    let item = docs(&h29.call("getReceivedEdocList", &[], None))
+        .into_iter()
+        .find(|d| d.starts_with(id))
+        .unwrap();
+    let got = h29.call("getEdoc", &[("docId", &item)], Some(b"{}"));
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(got["data"].as_str().unwrap())
+            .unwrap(),
+        broken
+    );
+    let o = crate::util::truc(&[
+        "admin",
+        "show",
+        id,
+        "--json",
+        "--admin",
+        &format!("http://{}", hub.admin),
+        "--token-file",
+        &hub.dir
+            .path()
+            .join("data/admin.token")
+            .display()
+            .to_string(),
+    ]);
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["verdict"]["status"], "not-verified", "{shown}");
+    assert_eq!(shown["verdict"]["code"], "digest-mismatch", "{shown}");
+
+    // Required: the same damage, no signature at all, or a signature that is not the
+    // sender's are refusals naming the problem, and nothing is stored; an intact signature
+    // is accepted as valid.
+    let before = messages(&hub);
+    let mut h41 = Sdk::new(&hub, H41_SYSTEM, H41_SECRET, true);
+    let r = h41.send(H41, "edoc", &broken_signature(H41, H29, "42"));
+    fail(&r, "422");
+    assert!(
+        r["ErrorDesc"]
+            .as_str()
+            .unwrap()
+            .starts_with("signature-invalid: digest-mismatch"),
+        "{r}"
+    );
+    let r = h41.send(H41, "edoc", &edoc(H41, H29, "43"));
+    fail(&r, "422");
+    assert!(
+        r["ErrorDesc"]
+            .as_str()
+            .unwrap()
+            .starts_with("signature-required"),
+        "{r}"
+    );
+    let r = h41.send(H41, "edoc", &crate::flows::sign(&edoc(H41, H29, "44"), G12));
+    fail(&r, "422");
+    assert!(
+        r["ErrorDesc"]
+            .as_str()
+            .unwrap()
+            .starts_with("signer-not-authorized-for-sender"),
+        "{r}"
+    );
+    assert_eq!(messages(&hub), before, "no refused package was stored");
+    let sent = h41.send(H41, "edoc", &crate::flows::sign(&edoc(H41, H29, "45"), H41));
+    ok(&sent);
+    let (receipt, compact) = acceptance_receipt(&hub, H41, sent["DocId"].as_str().unwrap());
+    assert!(compact.contains("<Verdict><Valid>"), "{receipt}");
 }
