@@ -10,6 +10,8 @@ mod util;
 
 #[path = "truc/admin.rs"]
 mod admin;
+#[path = "truc/bench.rs"]
+mod bench;
 #[path = "truc/c14n.rs"]
 mod c14n;
 #[path = "truc/cli.rs"]

@@ -239,6 +239,22 @@ pub struct ProblemItem {
     pub detail: String,
 }
 
+/// Where a [`Client`] sends its requests, for callers that drive their own connections
+/// ([`crate::deliver::push::connect`]) on their own runtime: `truc bench`.
+#[derive(Clone)]
+pub struct Target {
+    /// Connections go here.
+    pub url: Uri,
+    /// `host[:port]`, for `Host`.
+    pub authority: String,
+    /// Prefixed to every request path (no trailing `/`).
+    pub base_path: String,
+    /// `None` for `http://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// `Authorization`, when the credential is a token.
+    pub bearer: Option<HeaderValue>,
+}
+
 /// A client for one hub. Not `Sync`: one request at a time, on one kept-alive connection.
 pub struct Client {
     /// `scheme://authority`, for the `Host` header and messages.
@@ -358,6 +374,17 @@ impl Client {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Where this client's requests go, and with what credential.
+    pub fn target(&self) -> Target {
+        Target {
+            url: self.url.clone(),
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            tls: self.tls.clone(),
+            bearer: self.bearer.clone(),
+        }
     }
 
     /// `GET path` (`/api/v1/...`, with its query).

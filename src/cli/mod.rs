@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod agency;
+pub mod bench;
 pub mod cert;
 pub mod client;
 pub mod dsig;
@@ -80,6 +81,9 @@ pub enum Command {
     /// Status packages: build, sign and submit one answering a received package.
     #[command(subcommand)]
     Status(agency::StatusCommand),
+    /// Load-test a hub: signed packages over keep-alive TLS, throughput, latency percentiles
+    /// and the hub's stage breakdown (exit 0 done, 1 nothing accepted, 2 unreachable).
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// What a command produced: an exit code, with output already written.
@@ -144,6 +148,7 @@ fn run_with(
         Command::Inbox(cmd) => agency::inbox(cmd, out, err),
         Command::Receipts(cmd) => agency::receipts(cmd, out, err),
         Command::Status(cmd) => agency::status(cmd, out, err),
+        Command::Bench(a) => bench::run(&a, out, err),
     };
     match result {
         Ok(code) => code,

@@ -298,6 +298,73 @@ fn content_type_for(path: &Path, data: &[u8]) -> String {
     by_ext.to_owned()
 }
 
+/// What the header of a new document says: the fields `truc package new` takes (shared with
+/// `truc bench`, which builds its packages the same way).
+pub(crate) struct Document<'a> {
+    pub from: Organization,
+    pub to: &'a [AgencyId],
+    pub number: &'a str,
+    pub notation: &'a str,
+    pub subject: &'a str,
+    pub type_name: &'a str,
+    pub type_code: u32,
+    pub date: Date,
+    pub priority: Option<Priority>,
+    pub document_id: String,
+}
+
+impl Document<'_> {
+    /// The edXML header.
+    pub(crate) fn header(self) -> MessageHeader {
+        MessageHeader {
+            from: self.from,
+            to: self
+                .to
+                .iter()
+                .map(|id| Organization::new(id.clone(), id.to_string()))
+                .collect(),
+            code: DocumentCode {
+                number: self.number.to_owned(),
+                notation: self.notation.to_owned(),
+            },
+            promulgation: PromulgationInfo {
+                place: None,
+                date: self.date,
+            },
+            document_type: DocumentType {
+                kind: self.type_code,
+                detail: None,
+                name: Some(self.type_name.to_owned()),
+            },
+            subject: self.subject.to_owned(),
+            content: None,
+            signer: None,
+            due_date: None,
+            to_places: Vec::new(),
+            other_info: self.priority.map(|p| OtherInfo {
+                priority: Some(p),
+                ..OtherInfo::default()
+            }),
+            response_for: Vec::new(),
+            steering_type: None,
+            document_id: self.document_id,
+            response_for_task: Vec::new(),
+            application_type: None,
+        }
+    }
+}
+
+/// The trace of a new document sent by `from` at `now`: one TraceHeader, BussinessDocType 0.
+pub(crate) fn new_trace(from: &AgencyId, now: jiff::civil::DateTime) -> TraceHeaderList {
+    TraceHeaderList {
+        headers: vec![TraceHeader {
+            organ_id: from.clone(),
+            timestamp: whole_seconds(now),
+        }],
+        business: Some(Business::new(BusinessDocType::New)),
+    }
+}
+
 fn whole_seconds(t: jiff::civil::DateTime) -> jiff::civil::DateTime {
     t.date().at(t.hour(), t.minute(), t.second(), 0)
 }
@@ -378,48 +445,24 @@ fn new(
                     .ok_or_else(|| CliError::Usage(format!("--priority {p}: expected 0 to 4")))?,
             ),
         };
-        let header = MessageHeader {
+        let document_id = a
+            .document_id
+            .clone()
+            .unwrap_or_else(|| format!("{},{},{number}/{notation}", a.from, format_date(date)));
+        let header = Document {
             from: from.clone(),
-            to: a
-                .to
-                .iter()
-                .map(|id| Organization::new(id.clone(), id.to_string()))
-                .collect(),
-            code: DocumentCode {
-                number: number.clone(),
-                notation: notation.clone(),
-            },
-            promulgation: PromulgationInfo { place: None, date },
-            document_type: DocumentType {
-                kind: a.type_code,
-                detail: None,
-                name: Some(a.type_name.clone()),
-            },
-            subject: a.subject.clone().unwrap_or_default(),
-            content: None,
-            signer: None,
-            due_date: None,
-            to_places: Vec::new(),
-            other_info: priority.map(|p| OtherInfo {
-                priority: Some(p),
-                ..OtherInfo::default()
-            }),
-            response_for: Vec::new(),
-            steering_type: None,
-            document_id: a
-                .document_id
-                .clone()
-                .unwrap_or_else(|| format!("{},{},{number}/{notation}", a.from, format_date(date))),
-            response_for_task: Vec::new(),
-            application_type: None,
-        };
-        let trace = TraceHeaderList {
-            headers: vec![TraceHeader {
-                organ_id: a.from.clone(),
-                timestamp: whole_seconds(now),
-            }],
-            business: Some(Business::new(BusinessDocType::New)),
-        };
+            to: &a.to,
+            number: &number,
+            notation: &notation,
+            subject: a.subject.as_deref().unwrap_or_default(),
+            type_name: &a.type_name,
+            type_code: a.type_code,
+            date,
+            priority,
+            document_id,
+        }
+        .header();
+        let trace = new_trace(&a.from, now);
         let mut attachments = Vec::new();
         for path in &a.attach {
             let data = read(path)?;
