@@ -5,9 +5,11 @@
 //! own queue. Each task loops: claim what is due for its agency from the store
 //! ([`crate::store::Engine::claim_for`], leased), POST the claimed packages concurrently (at
 //! most `per_endpoint_concurrency`), record each outcome in the store, and sleep a poll
-//! interval when nothing is due. A circuit breaker per endpoint stops claiming after
-//! repeated failures and probes with one delivery after a cool-down; while it is open the
-//! deliveries stay due in the queue, no attempt is spent on them.
+//! interval when nothing is due; a slot that frees is claimed again at once. Connections
+//! are kept alive and reused between attempts (at most `per_endpoint_concurrency` idle per
+//! endpoint; one whose answer was not read whole is closed). A circuit breaker per endpoint
+//! stops claiming after repeated failures and probes with one delivery after a cool-down;
+//! while it is open the deliveries stay due in the queue, no attempt is spent on them.
 //!
 //! The request: `POST <url>` with the original bytes (never re-serialized) and the headers
 //! `Truc-Message-Id`, `Truc-Delivery-Id` (stable across retries, for the receiver to
@@ -299,16 +301,53 @@ pub async fn connect(
     handshake(stream, &addr).await
 }
 
-/// POSTs `body` to `ep` with the `Truc-*` `headers`; the answer's status and up to 4 KiB
-/// of its body.
+/// The kept-alive connections of one endpoint that are idle, at most
+/// `per_endpoint_concurrency` of them: an attempt takes one (or opens one) and gives it back
+/// when the answer has been read whole and the endpoint keeps it open.
+#[derive(Default)]
+struct Idle(std::sync::Mutex<Vec<Sender>>);
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// The most of an answer's body read to let its connection be used again; a longer answer
+/// closes it (its first 4 KiB are kept either way).
+const MAX_ANSWER: usize = 64 * 1024;
+
+impl Idle {
+    /// An idle connection that is still open, if any.
+    async fn take(&self) -> Option<Sender> {
+        loop {
+            let popped = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut s = popped?;
+            if s.ready().await.is_ok() {
+                return Some(s);
+            }
+        }
+    }
+
+    fn give_back(&self, s: Sender, max: usize) {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < max {
+            idle.push(s);
+        }
+    }
+}
+
+/// POSTs `body` to `ep` with the `Truc-*` `headers` on a kept-alive connection of `idle`
+/// (or a new one); the answer's status and up to 4 KiB of its body.
 async fn post(
     ep: &Endpoint,
+    idle: &Idle,
+    max_idle: usize,
     headers: &[(&'static str, String)],
     body: Vec<u8>,
 ) -> Result<(StatusCode, Vec<u8>), String> {
-    let mut send = connect(&ep.url, Some(&ep.tls))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut send = match idle.take().await {
+        Some(s) => s,
+        None => connect(&ep.url, Some(&ep.tls))
+            .await
+            .map_err(|e| e.to_string())?,
+    };
     let path = ep.url.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::post(path)
         .header(
@@ -329,21 +368,38 @@ async fn post(
     let status = resp.status();
     let mut body = resp.into_body();
     let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Some(chunk) = frame.data_ref() {
-            out.extend_from_slice(&chunk[..chunk.len().min(4096 - out.len().min(4096))]);
-            if out.len() >= 4096 {
+    let (mut read, mut whole) = (0usize, false);
+    while read <= MAX_ANSWER {
+        match body.frame().await {
+            None => {
+                whole = true;
                 break;
             }
+            Some(Err(_)) => break,
+            Some(Ok(frame)) => {
+                if let Some(chunk) = frame.data_ref() {
+                    read += chunk.len();
+                    let room = 4096usize.saturating_sub(out.len());
+                    out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+            }
         }
+    }
+    if whole && !send.is_closed() {
+        idle.give_back(send, max_idle);
     }
     Ok((status, out))
 }
 
 /// One attempt: read the package, POST it, record the outcome. Returns whether the endpoint
 /// answered (for the circuit).
-async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Claim) -> bool {
+async fn attempt(
+    hub: Arc<Hub>,
+    ep: Endpoint,
+    idle: Arc<Idle>,
+    settings: Arc<Settings>,
+    claim: Claim,
+) -> bool {
     let id = claim.delivery;
     let h = hub.clone();
     let read = tokio::task::spawn_blocking(move || {
@@ -365,7 +421,9 @@ async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Cl
         ("truc-delivery-id", id.to_string()),
         ("truc-sender", m.sender.clone()),
     ];
-    let answer = tokio::time::timeout(settings.timeout, post(&ep, &headers, body)).await;
+    let max_idle = settings.concurrency.max(1);
+    let answer =
+        tokio::time::timeout(settings.timeout, post(&ep, &idle, max_idle, &headers, body)).await;
     let outcome = match &answer {
         Ok(Ok((status, body))) => classify(Ok((*status, body))),
         Ok(Err(e)) => classify(Err(e)),
@@ -412,7 +470,12 @@ async fn attempt(hub: Arc<Hub>, ep: Endpoint, settings: Arc<Settings>, claim: Cl
 /// took, in feed order, each with `Truc-Receipt-Id` and `Truc-Message-Id`. Stops at the
 /// first failure worth retrying (`Some(false)`; the next round starts there again); a
 /// receipt the endpoint refuses is skipped, logged. `None`: nothing to push.
-async fn push_receipts(hub: &Arc<Hub>, ep: &Endpoint, settings: &Settings) -> Option<bool> {
+async fn push_receipts(
+    hub: &Arc<Hub>,
+    ep: &Endpoint,
+    idle: &Idle,
+    settings: &Settings,
+) -> Option<bool> {
     let (h, agency) = (hub.clone(), ep.agency.clone());
     let pending = tokio::task::spawn_blocking(move || {
         let after = h.store.feed_cursor(&agency)?;
@@ -441,7 +504,9 @@ async fn push_receipts(hub: &Arc<Hub>, ep: &Endpoint, settings: &Settings) -> Op
             ("truc-receipt-id", id.clone()),
             ("truc-message-id", entry.delivery.message.to_string()),
         ];
-        let answer = tokio::time::timeout(settings.timeout, post(ep, &headers, bytes)).await;
+        let max_idle = settings.concurrency.max(1);
+        let answer =
+            tokio::time::timeout(settings.timeout, post(ep, idle, max_idle, &headers, bytes)).await;
         let outcome = match &answer {
             Ok(Ok((status, body))) => classify(Ok((*status, body))),
             Ok(Err(e)) => classify(Err(e)),
@@ -476,7 +541,9 @@ fn random() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Serves one endpoint until `stop` is set.
+/// Serves one endpoint until `stop` is set: up to `per_endpoint_concurrency` attempts in
+/// flight at all times (a slot that frees is claimed again at once, without waiting for the
+/// others), on kept-alive connections.
 async fn serve(
     hub: Arc<Hub>,
     ep: Endpoint,
@@ -485,9 +552,17 @@ async fn serve(
 ) {
     let mut circuit = Circuit::new(settings.circuit_threshold, settings.circuit_cool_down);
     let lease = settings.timeout.saturating_mul(2) + Duration::from_secs(5);
+    let idle = Arc::new(Idle::default());
+    let mut in_flight = tokio::task::JoinSet::new();
+    let record = |circuit: &mut Circuit, r: Result<bool, tokio::task::JoinError>| match r {
+        Ok(true) => circuit.success(),
+        _ => circuit.failure(Instant::now()),
+    };
     while !*stop.borrow() {
         hub.push_live.set(&ep.agency, circuit.state(Instant::now()));
-        let allowance = circuit.allowance(Instant::now(), settings.concurrency.max(1));
+        let allowance = circuit
+            .allowance(Instant::now(), settings.concurrency.max(1))
+            .saturating_sub(in_flight.len());
         // An operator's pause holds everything for the endpoint (packages and receipts);
         // the deliveries stay due in the queue.
         let (claims, paused) = if allowance == 0 {
@@ -512,40 +587,62 @@ async fn serve(
                 Err(_) => (Vec::new(), false),
             }
         };
-        if claims.is_empty() {
-            if allowance > 0 && !paused {
-                match push_receipts(&hub, &ep, &settings).await {
-                    Some(true) => {
-                        circuit.success();
-                        continue;
-                    }
-                    Some(false) => circuit.failure(Instant::now()),
-                    None => {}
+        if !claims.is_empty() {
+            for c in claims {
+                in_flight.spawn(attempt(
+                    hub.clone(),
+                    ep.clone(),
+                    idle.clone(),
+                    settings.clone(),
+                    c,
+                ));
+            }
+            if in_flight.len() >= settings.concurrency.max(1) {
+                if let Some(r) = in_flight.join_next().await {
+                    record(&mut circuit, r);
                 }
             }
-            let wait = circuit
-                .open_until()
-                .map_or(settings.poll, |u| {
-                    u.saturating_duration_since(Instant::now())
-                        .min(settings.poll)
-                })
-                .max(Duration::from_millis(10));
+            continue;
+        }
+        if !in_flight.is_empty() {
+            // Nothing more is due now: wait for an attempt to finish, or look again after a
+            // poll interval (a slow attempt must not hold up what arrives meanwhile).
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                r = in_flight.join_next() => {
+                    if let Some(r) = r {
+                        record(&mut circuit, r);
+                    }
+                }
+                _ = tokio::time::sleep(settings.poll) => {}
                 _ = stop.changed() => {}
             }
             continue;
         }
-        let mut set = tokio::task::JoinSet::new();
-        for c in claims {
-            set.spawn(attempt(hub.clone(), ep.clone(), settings.clone(), c));
-        }
-        while let Some(r) = set.join_next().await {
-            match r {
-                Ok(true) => circuit.success(),
-                _ => circuit.failure(Instant::now()),
+        if allowance > 0 && !paused {
+            match push_receipts(&hub, &ep, &idle, &settings).await {
+                Some(true) => {
+                    circuit.success();
+                    continue;
+                }
+                Some(false) => circuit.failure(Instant::now()),
+                None => {}
             }
         }
+        let wait = circuit
+            .open_until()
+            .map_or(settings.poll, |u| {
+                u.saturating_duration_since(Instant::now())
+                    .min(settings.poll)
+            })
+            .max(Duration::from_millis(10));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    // Shutdown: the attempts in flight finish and are recorded.
+    while let Some(r) = in_flight.join_next().await {
+        record(&mut circuit, r);
     }
 }
 

@@ -92,6 +92,40 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    // Parsing and validating alone (attachments decoded and hashed), no signature check.
+    let mut g = c.benchmark_group("parse");
+    for (label, bytes) in &packages {
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.sample_size(if bytes.len() > 1_000_000 { 20 } else { 100 });
+        g.bench_with_input(BenchmarkId::from_parameter(label), bytes, |b, bytes| {
+            b.iter(|| edxml::parse(bytes, &options).unwrap())
+        });
+    }
+    g.finish();
+    // The acceptance receipt as the hub signs one per package: build, sign with the hub's
+    // ECDSA P-256 key (exclusive c14n, SHA-256), check the profile.
+    let mut g = c.benchmark_group("receipt");
+    let key = std::fs::read(root().join("certs-test/hub/receipt.key")).unwrap();
+    let receipt_signer = Signer::from_pem(&key, certs("hub/receipt")).unwrap();
+    let (_, small) = &packages[0];
+    let verified = verify_package(small, &options, &keys, false, now).unwrap();
+    let verdict = truc::receipt::VerdictSummary::from_report(verified.report());
+    g.bench_function("acceptance_sign", |b| {
+        b.iter(|| {
+            let r = truc::hub::receipts::acceptance(
+                "truc-bench",
+                truc::store::MessageId(0x0123_4567_89ab_cdef),
+                "000.00.00.G12",
+                vec!["000.00.00.H29".into(), "000.00.00.H41".into()],
+                Some("000.00.00.G12,2026/11/23,1/BENCH".into()),
+                small,
+                verdict.clone(),
+                now,
+            );
+            truc::receipt::sign(&r, &receipt_signer).unwrap()
+        })
+    });
+    g.finish();
     // The signature alone (`truc dsig verify --strict`): XML parse, c14n, digest, RSA, chain.
     let mut g = c.benchmark_group("verify_signature");
     for (label, bytes) in &packages {
