@@ -56,6 +56,8 @@ enum SigningKey {
 pub struct Signer {
     key: SigningKey,
     chain: Vec<Certificate>,
+    /// The chain as the content of `ds:X509Data`, encoded once.
+    x509_data: String,
     alg: SignatureAlg,
     digest: Hash,
     c14n: Method,
@@ -154,9 +156,19 @@ impl Signer {
             } => Hash::Sha384,
             _ => Hash::Sha256,
         };
+        let x509_data = chain
+            .iter()
+            .map(|c| {
+                format!(
+                    "<ds:X509Certificate>{}</ds:X509Certificate>",
+                    B64.encode(c.der())
+                )
+            })
+            .collect();
         Ok(Signer {
             key,
             chain,
+            x509_data,
             alg: SignatureAlg { scheme: alg, hash },
             digest: Hash::Sha256,
             c14n: Method::Exclusive,
@@ -280,32 +292,40 @@ impl Signer {
                 .ok_or_else(|| SignError::Document("inserted Signature not found".into()))
         };
 
-        // 1. The reference digest: the whole document minus the Signature.
-        let draft = assemble("", "");
-        let draft_doc = parse(&draft)?;
-        let sig = find(&draft_doc)?;
+        // 1. The reference digest: the whole document minus the Signature. The Signature is
+        //    inserted as one element with no text around it (an empty-element tag `<x/>`
+        //    becomes `<x>`…`</x>`, which canonicalizes the same), so the document minus the
+        //    Signature is the input document itself: canonicalize that, without a reparse.
+        //    The self-check of step 3 recomputes this digest on the final document.
         let mut ctx = ring::digest::Context::new(self.digest.ring());
-        Canonicalizer::new(self.c14n).canonicalize(
-            &draft_doc,
-            &NodeSet {
-                apex: None,
-                exclude: Some(sig),
-            },
-            &mut ctx,
-        );
+        Canonicalizer::new(self.c14n).canonicalize(doc, &NodeSet::document(), &mut ctx);
         let digest = B64.encode(ctx.finish());
 
-        // 2. SignedInfo in context, signed.
-        let with_digest = assemble(&digest, "");
-        let with_digest_doc = parse(&with_digest)?;
-        let sig = find(&with_digest_doc)?;
-        let signed_info = with_digest_doc
-            .child_elements(sig)
-            .next()
-            .map(|(id, _)| id)
-            .ok_or_else(|| SignError::Document("SignedInfo not found".into()))?;
-        let info =
-            Canonicalizer::new(self.c14n).to_vec(&with_digest_doc, &NodeSet::subtree(signed_info));
+        // 2. SignedInfo in context, signed. Under Exclusive C14N the canonical form of
+        //    SignedInfo depends only on the namespaces it uses, all declared on the Signature
+        //    element, and no xml:* attribute is inherited: the Signature alone (without
+        //    KeyInfo) gives the same octets as the Signature in the document. The inclusive
+        //    methods inherit from the ancestors, so they canonicalize it in place.
+        let info = if self.c14n == Method::Exclusive {
+            let alone = self.signed_info_alone(&digest);
+            let alone_doc = parse(alone.as_bytes())?;
+            let signed_info = alone_doc
+                .child_elements(alone_doc.root())
+                .next()
+                .map(|(id, _)| id)
+                .ok_or_else(|| SignError::Document("SignedInfo not found".into()))?;
+            Canonicalizer::new(self.c14n).to_vec(&alone_doc, &NodeSet::subtree(signed_info))
+        } else {
+            let with_digest = assemble(&digest, "");
+            let with_digest_doc = parse(&with_digest)?;
+            let sig = find(&with_digest_doc)?;
+            let signed_info = with_digest_doc
+                .child_elements(sig)
+                .next()
+                .map(|(id, _)| id)
+                .ok_or_else(|| SignError::Document("SignedInfo not found".into()))?;
+            Canonicalizer::new(self.c14n).to_vec(&with_digest_doc, &NodeSet::subtree(signed_info))
+        };
         let value = B64.encode(self.sign_bytes(&info)?);
 
         // 3. The final document, checked with our own verifier.
@@ -349,33 +369,53 @@ impl Signer {
     }
 
     fn template(&self, digest: &str, value: &str) -> String {
+        format!(
+            "<ds:Signature xmlns:ds=\"{DSIG_NS}\">{}\
+             <ds:SignatureValue>{value}</ds:SignatureValue>\
+             <ds:KeyInfo><ds:X509Data>{}</ds:X509Data></ds:KeyInfo></ds:Signature>",
+            self.signed_info(digest),
+            self.x509_data,
+        )
+    }
+
+    /// The Signature element with only its SignedInfo (see step 2 of [`Signer::sign_at`]).
+    fn signed_info_alone(&self, digest: &str) -> String {
+        format!(
+            "<ds:Signature xmlns:ds=\"{DSIG_NS}\">{}</ds:Signature>",
+            self.signed_info(digest)
+        )
+    }
+
+    fn signed_info(&self, digest: &str) -> String {
         let c14n = Algorithm {
             method: self.c14n,
             with_comments: false,
         }
         .uri();
-        let certs: String = self
-            .chain
-            .iter()
-            .map(|c| {
-                format!(
-                    "<ds:X509Certificate>{}</ds:X509Certificate>",
-                    B64.encode(c.der())
-                )
-            })
-            .collect();
         format!(
-            "<ds:Signature xmlns:ds=\"{DSIG_NS}\"><ds:SignedInfo>\
+            "<ds:SignedInfo>\
              <ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>\
              <ds:SignatureMethod Algorithm=\"{alg}\"/>\
              <ds:Reference URI=\"\"><ds:Transforms>\
              <ds:Transform Algorithm=\"{ENVELOPED}\"/><ds:Transform Algorithm=\"{c14n}\"/>\
              </ds:Transforms><ds:DigestMethod Algorithm=\"{dm}\"/>\
-             <ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>\
-             <ds:SignatureValue>{value}</ds:SignatureValue>\
-             <ds:KeyInfo><ds:X509Data>{certs}</ds:X509Data></ds:KeyInfo></ds:Signature>",
+             <ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>",
             alg = self.alg.uri(),
             dm = self.digest.digest_uri(),
+        )
+    }
+
+    /// The algorithms this signer writes: SignatureMethod, reference DigestMethod and the
+    /// canonicalization (of SignedInfo and the reference), as URIs.
+    pub fn algorithm_uris(&self) -> (&'static str, &'static str, &'static str) {
+        (
+            self.alg.uri(),
+            self.digest.digest_uri(),
+            Algorithm {
+                method: self.c14n,
+                with_comments: false,
+            }
+            .uri(),
         )
     }
 }

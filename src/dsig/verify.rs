@@ -193,10 +193,12 @@ fn algorithm_of<'d>(e: &'d Element<'_>) -> Step<&'d str> {
 
 /// Base64 with any XML whitespace inside; anything else must be exact.
 pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let compact: String = text
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n'))
-        .collect();
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(space) {
+        return B64.decode(bytes).ok();
+    }
+    let compact: Vec<u8> = bytes.iter().copied().filter(|b| !space(b)).collect();
     B64.decode(compact).ok()
 }
 
@@ -846,7 +848,7 @@ impl KeyInfo {
                 for (cid, ce) in doc.child_elements(id) {
                     if ce.is(DSIG_NS, "X509Certificate") {
                         let der = b64_of(cid, "X509Certificate")?;
-                        let cert = Certificate::from_der(der)
+                        let cert = Certificate::from_der_cached(der)
                             .map_err(|e| malformed(format!("X509Certificate: {e}")))?;
                         out.certs.push(cert);
                     }

@@ -79,6 +79,9 @@ pub struct ExtKeyUsage {
     pub other: Vec<String>,
 }
 
+/// Entries of the cache of [`Certificate::from_der_cached`].
+pub const CERT_CACHE_SIZE: usize = 512;
+
 /// A parsed certificate that owns its bytes.
 #[derive(Clone, Debug)]
 pub struct Certificate {
@@ -123,6 +126,30 @@ pub struct Certificate {
 pub struct CertError(pub String);
 
 impl Certificate {
+    /// [`Certificate::from_der`] through a process-wide cache keyed by the SHA-256 of the
+    /// DER: the certificates in KeyInfo repeat from package to package (an agency signs with
+    /// the same certificate all year, the hub's receipts carry the hub's chain), and hashing
+    /// 1–2 KB costs a fraction of parsing it. Parsing is a pure function of the bytes, so a
+    /// hit is the same certificate a parse would give; failures are not cached. At most
+    /// [`CERT_CACHE_SIZE`] entries: a full cache is emptied and refilled.
+    pub fn from_der_cached(der: Vec<u8>) -> Result<Self, CertError> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Certificate>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let key = super::sha256(&der);
+        if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(hit.clone());
+        }
+        let cert = Certificate::from_der(der)?;
+        let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CERT_CACHE_SIZE {
+            map.clear();
+        }
+        map.insert(key, cert.clone());
+        Ok(cert)
+    }
+
     /// Parses one DER certificate.
     pub fn from_der(der: Vec<u8>) -> Result<Self, CertError> {
         let (rest, cert) = X509Certificate::from_der(&der)

@@ -507,14 +507,39 @@ fn split_qname(qname: &str, offset: usize) -> Result<(Option<&str>, &str), XmlEr
         if part.contains(':') {
             return Err(bad("more than one ':'"));
         }
-        if part
-            .chars()
-            .any(|c| c.is_whitespace() || "<>&\"'=/".contains(c))
-        {
+        if has_illegal_name_char(part) {
             return Err(bad("illegal character"));
         }
     }
     Ok((prefix, local))
+}
+
+/// Whether a name part holds whitespace or one of `<>&"'=/`: byte by byte for ASCII names
+/// (nearly all of them), by character otherwise (Unicode whitespace).
+pub(super) fn has_illegal_name_char(part: &str) -> bool {
+    let illegal = |c: char| c.is_whitespace() || "<>&\"'=/".contains(c);
+    if part.is_ascii() {
+        part.bytes().any(|b| {
+            matches!(
+                b,
+                b'\t'
+                    | b'\n'
+                    | 0x0b
+                    | 0x0c
+                    | b'\r'
+                    | b' '
+                    | b'<'
+                    | b'>'
+                    | b'&'
+                    | b'"'
+                    | b'\''
+                    | b'='
+                    | b'/'
+            )
+        })
+    } else {
+        part.chars().any(illegal)
+    }
 }
 
 fn check_prefix_binding(prefix: &str, uri: &str, offset: usize) -> Result<(), XmlError> {

@@ -168,3 +168,28 @@ fn writer_output_reads_back_exactly() {
     let (t, _) = doc.child_elements(doc.root()).next().unwrap();
     assert_eq!(doc.text(t), tricky);
 }
+
+#[test]
+fn the_ascii_fast_path_of_name_checks_agrees_with_the_character_rule() {
+    let reference = |s: &str| {
+        s.chars()
+            .any(|c| c.is_whitespace() || "<>&\"'=/".contains(c))
+    };
+    for b in 0u8..0x80 {
+        let c = char::from(b);
+        for s in [format!("a{c}b"), format!("{c}"), format!("ab{c}")] {
+            assert_eq!(
+                super::reader::has_illegal_name_char(&s),
+                reference(&s),
+                "{s:?}"
+            );
+        }
+    }
+    for s in ["tên", "a\u{a0}b", "a\u{3000}b", "文書", "x\u{2028}"] {
+        assert_eq!(
+            super::reader::has_illegal_name_char(s),
+            reference(s),
+            "{s:?}"
+        );
+    }
+}

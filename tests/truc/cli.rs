@@ -290,3 +290,141 @@ fn unreadable_files_fail_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot read /nonexistent/x.edxml"));
 }
+
+/// `truc sign` of the fixture edoc with G12's key into `dir/signed.edxml`, and a copy with
+/// one byte of the signed attachment content changed into `dir/tampered.edxml`.
+fn signed_and_tampered(dir: &std::path::Path) -> (String, String) {
+    let certs = root().join("certs-test/agencies/000.00.00.G12");
+    let unsigned = String::from_utf8(read(&fixture("valid/edoc_new_2recipients.edxml")))
+        .unwrap()
+        .replace("000.00.00.G17", "000.00.00.G12");
+    let unsigned_path = dir.join("unsigned.edxml");
+    std::fs::write(&unsigned_path, &unsigned).unwrap();
+    let out = truc(&[
+        "sign",
+        unsigned_path.to_str().unwrap(),
+        "--key",
+        certs.join("sign.key").to_str().unwrap(),
+        "--cert",
+        certs.join("sign.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let signed = dir.join("signed.edxml");
+    std::fs::write(&signed, &out.stdout).unwrap();
+
+    // The subject is signed content: change one of its characters.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let at = text.find("Subject>").expect("a Subject") + "Subject>".len();
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'X' { b'Y' } else { b'X' };
+    let tampered = dir.join("tampered.edxml");
+    std::fs::write(&tampered, &bytes).unwrap();
+    (signed.display().to_string(), tampered.display().to_string())
+}
+
+/// `truc dsig verify FILE --at 2026-11-23 --trusted-pem root-ca.pem` plus `extra`.
+fn dsig_verify(file: &str, extra: &[&str]) -> std::process::Output {
+    let anchor = root().join("certs-test/root-ca.pem").display().to_string();
+    let mut args = vec![
+        "dsig",
+        "verify",
+        file,
+        "--at",
+        "2026-11-23T00:00:00Z",
+        "--trusted-pem",
+        &anchor,
+    ];
+    args.extend_from_slice(extra);
+    truc(&args)
+}
+
+/// The timing line of `--repeat`: `truc: N verifications in S s: U µs each (R/s)`.
+fn timing_lines(o: &std::process::Output) -> Vec<String> {
+    stderr(o)
+        .lines()
+        .filter(|l| l.starts_with("truc: ") && l.contains(" verifications in "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn dsig_verify_repeat_runs_the_verification_n_times_with_one_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signed, tampered) = signed_and_tampered(dir.path());
+
+    // Valid: exit 0, the same stdout as one run, and one timing line on stderr.
+    let once = dsig_verify(&signed, &[]);
+    assert_eq!(once.status.code(), Some(0), "{}", stderr(&once));
+    assert!(stdout(&once).contains(": valid: "), "{}", stdout(&once));
+    assert!(timing_lines(&once).is_empty(), "{}", stderr(&once));
+    assert!(stderr(&once).is_empty(), "{}", stderr(&once));
+    let thrice = dsig_verify(&signed, &["--repeat", "3"]);
+    assert_eq!(thrice.status.code(), Some(0), "{}", stderr(&thrice));
+    assert_eq!(stdout(&thrice), stdout(&once));
+    let lines = timing_lines(&thrice);
+    assert_eq!(lines.len(), 1, "{}", stderr(&thrice));
+    let line = &lines[0];
+    assert!(line.starts_with("truc: 3 verifications in "), "{line}");
+    let (_, rest) = line.split_once(" verifications in ").unwrap();
+    let (secs, rest) = rest.split_once(" s: ").unwrap();
+    let (each, rest) = rest.split_once(" µs each (").unwrap();
+    let (rate, rest) = rest.split_once("/s)").unwrap();
+    assert!(rest.is_empty(), "{line}");
+    let (secs, each, rate): (f64, f64, f64) = (
+        secs.parse().unwrap(),
+        each.parse().unwrap(),
+        rate.parse().unwrap(),
+    );
+    assert!(secs >= 0.0 && each > 0.0 && rate > 0.0, "{line}");
+    // The figures agree with each other (to the printed precision).
+    assert!(
+        (each * 3.0 / 1e6 - secs).abs() <= 0.0006 + secs * 0.01,
+        "{line}"
+    );
+
+    // JSON output stays a single JSON document on stdout.
+    let json = dsig_verify(&signed, &["--repeat", "3", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(timing_lines(&json).len(), 1, "{}", stderr(&json));
+
+    // Invalid: the same non-zero exit and verdict as one run.
+    let once = dsig_verify(&tampered, &[]);
+    assert_eq!(once.status.code(), Some(1), "{}", stdout(&once));
+    assert!(
+        stdout(&once).contains("digest-mismatch"),
+        "{}",
+        stdout(&once)
+    );
+    let thrice = dsig_verify(&tampered, &["--repeat", "3"]);
+    assert_eq!(thrice.status.code(), once.status.code());
+    assert_eq!(stdout(&thrice), stdout(&once));
+    assert_eq!(timing_lines(&thrice).len(), 1, "{}", stderr(&thrice));
+    assert!(timing_lines(&thrice)[0].starts_with("truc: 3 verifications in "));
+
+    // Untrusted (no anchor for this signer): still exit 3 with --repeat.
+    let other = root()
+        .join("certs-test/bad/unknown-ca.pem")
+        .display()
+        .to_string();
+    let args = ["dsig", "verify", &signed, "--at", "2026-11-23T00:00:00Z"];
+    for repeat in [None, Some("2")] {
+        let mut a = args.to_vec();
+        a.extend(["--trusted-pem", &other]);
+        if let Some(n) = repeat {
+            a.extend(["--repeat", n]);
+        }
+        let o = truc(&a);
+        assert_eq!(o.status.code(), Some(3), "{repeat:?}: {}", stdout(&o));
+    }
+
+    // --repeat 0 (and a non-number) is a usage error; nothing is verified.
+    for bad in ["0", "-1", "many"] {
+        let flag = format!("--repeat={bad}");
+        let o = dsig_verify(&signed, &[&flag]);
+        assert_eq!(o.status.code(), Some(64), "--repeat {bad}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "--repeat {bad}: {}", stdout(&o));
+        assert!(stderr(&o).contains("--repeat"), "{}", stderr(&o));
+    }
+}

@@ -325,3 +325,30 @@ fn signing_refuses_a_receipt_that_breaks_its_kind() {
     );
     assert_eq!(e.to_string(), "failure receipt: no reason");
 }
+
+#[test]
+fn signing_refuses_a_signer_outside_the_receipt_profile() {
+    let (bytes, package, report) = accepted_package();
+    let r = receipt_for(Kind::Acceptance, &bytes, &package, &report);
+    let inclusive = hub_signer().with_c14n(truc::dsig::c14n::Method::C14n10);
+    let e = receipt::sign(&r, &inclusive).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ReceiptError::Profile {
+                what: "CanonicalizationMethod",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let sha384 = hub_signer().with_digest(dsig::Hash::Sha384).unwrap();
+    let e = receipt::sign(&r, &sha384).unwrap_err();
+    assert!(
+        matches!(&e, ReceiptError::Profile { what: "DigestMethod", found, .. }
+            if found == "http://www.w3.org/2001/04/xmldsig-more#sha384"),
+        "{e}"
+    );
+    // The same receipt with the hub's signer is fine.
+    assert!(receipt::sign(&r, &hub_signer()).is_ok());
+}
