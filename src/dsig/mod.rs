@@ -44,7 +44,7 @@ use serde::Serialize;
 
 pub use crypto::{Hash, Legacy, PublicKey, SignatureAlg};
 pub use package::{PackageError, VerifiedPackage, verify_package, verify_parsed};
-pub use sign::{SignError, Signer};
+pub use sign::{SelfCheck, SignError, Signer};
 pub use verify::{Keys, Policy, verify, verify_signature};
 
 /// The XML-Signature namespace.

@@ -10,8 +10,9 @@
 //! Signing works on the document three times: with an empty template to compute the
 //! reference digest (the enveloped transform removes the Signature, so the digest does not
 //! depend on it), with the digest filled in to canonicalize SignedInfo in its context, and
-//! with the signature value filled in. The result is then verified with the signer's own
-//! certificate before it is returned.
+//! with the signature value filled in. The result is then checked before it is returned
+//! ([`SelfCheck`]): by default verified with the signer's own certificate; the hub's
+//! receipt signer, which signs one receipt per package, checks the canonical octets only.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -47,6 +48,25 @@ pub enum SignError {
     SelfCheck(Verdict),
 }
 
+/// How a new signature is checked before it is returned. Either way the result is parsed
+/// again, so a document that does not parse back, or a Signature that is not where it was put,
+/// is never returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SelfCheck {
+    /// Verified with the verifier, strict policy, the signer's certificate pinned: structure,
+    /// reference digest and the public-key operation. The default.
+    #[default]
+    Verify,
+    /// The reference digest recomputed over the result (the document minus its Signature)
+    /// and SignedInfo canonicalized in the result must equal what was digested and signed,
+    /// byte for byte. This catches any way the inserted Signature could change the canonical
+    /// octets a verifier computes; the public-key operation is skipped because the value is
+    /// ring's signature over exactly those octets with a key that [`Signer::from_pem`]
+    /// matched to the certificate. It costs about half as much as `Verify` on a small
+    /// document (an ECDSA P-256 verification is most of a receipt's signing time).
+    Canonical,
+}
+
 enum SigningKey {
     Rsa(RsaKeyPair),
     Ecdsa(EcdsaKeyPair),
@@ -61,6 +81,7 @@ pub struct Signer {
     alg: SignatureAlg,
     digest: Hash,
     c14n: Method,
+    self_check: SelfCheck,
 }
 
 impl std::fmt::Debug for Signer {
@@ -70,6 +91,7 @@ impl std::fmt::Debug for Signer {
             .field("alg", &self.alg)
             .field("digest", &self.digest)
             .field("c14n", &self.c14n)
+            .field("self_check", &self.self_check)
             .finish_non_exhaustive()
     }
 }
@@ -172,7 +194,14 @@ impl Signer {
             alg: SignatureAlg { scheme: alg, hash },
             digest: Hash::Sha256,
             c14n: Method::Exclusive,
+            self_check: SelfCheck::Verify,
         })
+    }
+
+    /// Chooses how each new signature is checked before it is returned.
+    pub fn with_self_check(mut self, check: SelfCheck) -> Self {
+        self.self_check = check;
+        self
     }
 
     /// Chooses the SignatureMethod. RSA takes SHA-256/384/512; ECDSA only the hash that
@@ -328,10 +357,15 @@ impl Signer {
         };
         let value = B64.encode(self.sign_bytes(&info)?);
 
-        // 3. The final document, checked with our own verifier.
+        // 3. The final document, parsed again and checked.
         let out = assemble(&digest, &value);
         let out_doc = parse(&out)?;
         let sig = find(&out_doc)?;
+        if self.self_check == SelfCheck::Canonical {
+            return check_canonical(&out_doc, sig, self.c14n, self.digest, &digest, &info)
+                .map(|()| out)
+                .map_err(SignError::SelfCheck);
+        }
         let keys = Keys {
             pinned_certs: vec![self.chain[0].clone()],
             ..Keys::default()
@@ -420,6 +454,139 @@ impl Signer {
     }
 }
 
+/// [`SelfCheck::Canonical`]: what a verifier computes from the signed document `doc` (the
+/// reference `URI=""` with the enveloped transform, and SignedInfo in context) is what was
+/// digested (`digest`, base64) and signed (`signed_info`).
+fn check_canonical(
+    doc: &Document<'_>,
+    sig: NodeId,
+    c14n: Method,
+    hash: Hash,
+    digest: &str,
+    signed_info: &[u8],
+) -> Result<(), Verdict> {
+    let canonicalizer = Canonicalizer::new(c14n);
+    let mut ctx = ring::digest::Context::new(hash.ring());
+    let minus_signature = NodeSet {
+        apex: None,
+        exclude: Some(sig),
+    };
+    canonicalizer.canonicalize(doc, &minus_signature, &mut ctx);
+    if B64.encode(ctx.finish()) != digest {
+        return Err(Verdict::invalid(
+            "digest-mismatch",
+            "the document with its Signature inserted no longer canonicalizes to the digested octets",
+        ));
+    }
+    let info = doc
+        .child_elements(sig)
+        .next()
+        .map(|(id, _)| canonicalizer.to_vec(doc, &NodeSet::subtree(id)));
+    if info.as_deref() != Some(signed_info) {
+        return Err(Verdict::invalid(
+            "signature-mismatch",
+            "SignedInfo in the signed document does not canonicalize to the signed octets",
+        ));
+    }
+    Ok(())
+}
+
 fn parse(bytes: &[u8]) -> Result<Document<'_>, SignError> {
     Document::parse(bytes, &Limits::default()).map_err(|e| SignError::Document(e.located(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn hub_signer(check: SelfCheck) -> Signer {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-test/hub");
+        let chain = Certificate::load(&dir.join("receipt.pem")).unwrap();
+        let key = std::fs::read(dir.join("receipt.key")).unwrap();
+        Signer::from_pem(&key, chain)
+            .unwrap()
+            .with_self_check(check)
+    }
+
+    const DOC: &[u8] = b"<r xmlns=\"urn:x\" a=\"1\"><s>t&amp;u</s><e/></r>";
+
+    /// The signed document, its Signature, the reference digest and the canonical SignedInfo.
+    fn signed(check: SelfCheck) -> (Vec<u8>, String, Vec<u8>) {
+        let out = hub_signer(check).sign_document(DOC).unwrap();
+        let doc = parse(&out).unwrap();
+        let sig = doc
+            .elements()
+            .find(|(_, e)| e.is(DSIG_NS, "Signature"))
+            .map(|(id, _)| id)
+            .unwrap();
+        let info = doc.child_elements(sig).next().unwrap().0;
+        let text = |name: &str| {
+            let id = doc
+                .elements()
+                .find(|(_, e)| e.is(DSIG_NS, name))
+                .map(|(id, _)| id)
+                .unwrap();
+            doc.text(id).into_owned()
+        };
+        let digest = text("DigestValue");
+        let c14n = Canonicalizer::new(Method::Exclusive).to_vec(&doc, &NodeSet::subtree(info));
+        (out, digest, c14n)
+    }
+
+    #[test]
+    fn both_self_checks_return_a_signature_the_verifier_accepts() {
+        for check in [SelfCheck::Verify, SelfCheck::Canonical] {
+            let (out, _, _) = signed(check);
+            let doc = parse(&out).unwrap();
+            let sig = doc
+                .elements()
+                .find(|(_, e)| e.is(DSIG_NS, "Signature"))
+                .map(|(id, _)| id)
+                .unwrap();
+            let keys = Keys {
+                pinned_certs: vec![hub_signer(check).chain[0].clone()],
+                ..Keys::default()
+            };
+            let verdict = verify_signature(
+                &doc,
+                sig,
+                &keys,
+                &Policy::strict(),
+                jiff::Timestamp::UNIX_EPOCH,
+            );
+            assert!(matches!(verdict, Verdict::Valid(_)), "{check:?}: {verdict}");
+        }
+    }
+
+    #[test]
+    fn the_canonical_check_compares_the_digest_and_the_signed_octets() {
+        let (out, digest, info) = signed(SelfCheck::Canonical);
+        let doc = parse(&out).unwrap();
+        let sig = doc
+            .elements()
+            .find(|(_, e)| e.is(DSIG_NS, "Signature"))
+            .map(|(id, _)| id)
+            .unwrap();
+        let check = |digest: &str, info: &[u8]| {
+            check_canonical(&doc, sig, Method::Exclusive, Hash::Sha256, digest, info)
+        };
+        assert!(check(&digest, &info).is_ok());
+
+        let mut other = digest.clone().into_bytes();
+        other[0] = if other[0] == b'A' { b'B' } else { b'A' };
+        let e = check(std::str::from_utf8(&other).unwrap(), &info).unwrap_err();
+        assert!(e.to_string().contains("digest-mismatch"), "{e}");
+
+        let mut other = info.clone();
+        other.pop();
+        let e = check(&digest, &other).unwrap_err();
+        assert!(e.to_string().contains("signature-mismatch"), "{e}");
+
+        // Inclusive C14N renders the ancestors' namespaces into SignedInfo: the octets
+        // differ from the exclusive ones, and the check notices.
+        let e =
+            check_canonical(&doc, sig, Method::C14n10, Hash::Sha256, &digest, &info).unwrap_err();
+        assert!(e.to_string().contains("mismatch"), "{e}");
+    }
 }

@@ -82,7 +82,7 @@ use serde::Deserialize;
 
 use crate::deliver::retry::{RetryError, RetryPolicy};
 use crate::directory::{Delivery, Directory};
-use crate::dsig::Signer;
+use crate::dsig::{SelfCheck, Signer};
 use crate::pki::{self, Certificate, CrlStore, RevocationPolicy, TrustStore};
 
 /// The whole configuration. Every field has a default ([`Config::embedded`]).
@@ -781,6 +781,9 @@ impl Config {
                 p.take(
                     "receipts.key",
                     Signer::from_pem(&key, chain)
+                        // One receipt per package: the canonical self-check, without a
+                        // second public-key operation (see `SelfCheck::Canonical`).
+                        .map(|s| s.with_self_check(SelfCheck::Canonical))
                         .map_err(|e| format!("{}: {e}", self.receipts.key.display())),
                 )
             });

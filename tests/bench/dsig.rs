@@ -15,7 +15,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use truc::directory::Directory;
 use truc::dsig::c14n::{Canonicalizer, Method, NodeSet};
-use truc::dsig::{Keys, Signer, verify_package};
+use truc::dsig::{Keys, SelfCheck, Signer, verify_package};
 use truc::edxml::build::{self, NewAttachment};
 use truc::edxml::{self, AgencyId, Options, Package};
 use truc::pki::{Certificate, CrlStore, Purpose, RevocationPolicy, TrustStore};
@@ -103,28 +103,37 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
     // The acceptance receipt as the hub signs one per package: build, sign with the hub's
-    // ECDSA P-256 key (exclusive c14n, SHA-256), check the profile.
+    // ECDSA P-256 key (exclusive c14n, SHA-256), check the profile. `acceptance_sign` is the
+    // hub's signer (`SelfCheck::Canonical`); `acceptance_sign_verified` the default self-check,
+    // which verifies the new signature as well.
     let mut g = c.benchmark_group("receipt");
     let key = std::fs::read(root().join("certs-test/hub/receipt.key")).unwrap();
-    let receipt_signer = Signer::from_pem(&key, certs("hub/receipt")).unwrap();
     let (_, small) = &packages[0];
     let verified = verify_package(small, &options, &keys, false, now).unwrap();
     let verdict = truc::receipt::VerdictSummary::from_report(verified.report());
-    g.bench_function("acceptance_sign", |b| {
-        b.iter(|| {
-            let r = truc::hub::receipts::acceptance(
-                "truc-bench",
-                truc::store::MessageId(0x0123_4567_89ab_cdef),
-                "000.00.00.G12",
-                vec!["000.00.00.H29".into(), "000.00.00.H41".into()],
-                Some("000.00.00.G12,2026/11/23,1/BENCH".into()),
-                small,
-                verdict.clone(),
-                now,
-            );
-            truc::receipt::sign(&r, &receipt_signer).unwrap()
-        })
-    });
+    for (name, check) in [
+        ("acceptance_sign", SelfCheck::Canonical),
+        ("acceptance_sign_verified", SelfCheck::Verify),
+    ] {
+        let receipt_signer = Signer::from_pem(&key, certs("hub/receipt"))
+            .unwrap()
+            .with_self_check(check);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let r = truc::hub::receipts::acceptance(
+                    "truc-bench",
+                    truc::store::MessageId(0x0123_4567_89ab_cdef),
+                    "000.00.00.G12",
+                    vec!["000.00.00.H29".into(), "000.00.00.H41".into()],
+                    Some("000.00.00.G12,2026/11/23,1/BENCH".into()),
+                    small,
+                    verdict.clone(),
+                    now,
+                );
+                truc::receipt::sign(&r, &receipt_signer).unwrap()
+            })
+        });
+    }
     g.finish();
     // The signature alone (`truc dsig verify --strict`): XML parse, c14n, digest, RSA, chain.
     let mut g = c.benchmark_group("verify_signature");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jiff::Timestamp;
-use truc::dsig::{self, KeySource, Keys, Signer, Verdict};
+use truc::dsig::{self, KeySource, Keys, SelfCheck, Signer, Verdict};
 use truc::edxml::model::{Package, Sha256};
 use truc::pki::{Certificate, TrustStore};
 use truc::receipt::{self, Kind, Receipt, ReceiptError, VerdictSummary, receipt_id};
@@ -29,7 +29,9 @@ fn certs(name: &str) -> Vec<Certificate> {
     Certificate::load(Path::new(&pki(name, "pem"))).unwrap()
 }
 
-/// The hub's receipt signer: the P-256 key and its certificate followed by the issuing CA.
+/// The hub's receipt signer: the P-256 key and its certificate followed by the issuing CA,
+/// with the self-check the hub uses (`SelfCheck::Canonical`, set in `hub::config`), so the
+/// xmlsec1 and truc verifications below are what vouch for that path.
 fn hub_signer() -> Signer {
     let chain = certs("hub/receipt");
     assert_eq!(
@@ -37,7 +39,9 @@ fn hub_signer() -> Signer {
         2,
         "receipt.pem holds the certificate and its issuing CA"
     );
-    Signer::from_pem(&read(Path::new(&pki("hub/receipt", "key"))), chain).unwrap()
+    Signer::from_pem(&read(Path::new(&pki("hub/receipt", "key"))), chain)
+        .unwrap()
+        .with_self_check(SelfCheck::Canonical)
 }
 
 /// Trust in the test root only.
