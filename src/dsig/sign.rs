@@ -366,22 +366,28 @@ impl Signer {
                 .map(|()| out)
                 .map_err(SignError::SelfCheck);
         }
+        let verdict = self.verify_own(&out_doc, sig);
+        if !matches!(verdict, Verdict::Valid(_)) {
+            return Err(SignError::SelfCheck(verdict));
+        }
+        Ok(out)
+    }
+
+    /// The verifier's verdict on `sig` in `doc`, strict policy, this signer's certificate
+    /// pinned.
+    fn verify_own(&self, doc: &Document<'_>, sig: NodeId) -> Verdict {
         let keys = Keys {
             pinned_certs: vec![self.chain[0].clone()],
             ..Keys::default()
         };
         // The pinned key needs no time; any instant will do.
-        let verdict = verify_signature(
-            &out_doc,
+        verify_signature(
+            doc,
             sig,
             &keys,
             &Policy::strict(),
             jiff::Timestamp::UNIX_EPOCH,
-        );
-        if !matches!(verdict, Verdict::Valid(_)) {
-            return Err(SignError::SelfCheck(verdict));
-        }
-        Ok(out)
+        )
     }
 
     fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
@@ -509,17 +515,20 @@ mod tests {
             .with_self_check(check)
     }
 
+    fn find_signature(doc: &Document<'_>) -> NodeId {
+        doc.elements()
+            .find(|(_, e)| e.is(DSIG_NS, "Signature"))
+            .map(|(id, _)| id)
+            .unwrap()
+    }
+
     const DOC: &[u8] = b"<r xmlns=\"urn:x\" a=\"1\"><s>t&amp;u</s><e/></r>";
 
-    /// The signed document, its Signature, the reference digest and the canonical SignedInfo.
+    /// The signed document, its reference digest (base64) and its canonical SignedInfo.
     fn signed(check: SelfCheck) -> (Vec<u8>, String, Vec<u8>) {
         let out = hub_signer(check).sign_document(DOC).unwrap();
         let doc = parse(&out).unwrap();
-        let sig = doc
-            .elements()
-            .find(|(_, e)| e.is(DSIG_NS, "Signature"))
-            .map(|(id, _)| id)
-            .unwrap();
+        let sig = find_signature(&doc);
         let info = doc.child_elements(sig).next().unwrap().0;
         let text = |name: &str| {
             let id = doc
@@ -539,22 +548,7 @@ mod tests {
         for check in [SelfCheck::Verify, SelfCheck::Canonical] {
             let (out, _, _) = signed(check);
             let doc = parse(&out).unwrap();
-            let sig = doc
-                .elements()
-                .find(|(_, e)| e.is(DSIG_NS, "Signature"))
-                .map(|(id, _)| id)
-                .unwrap();
-            let keys = Keys {
-                pinned_certs: vec![hub_signer(check).chain[0].clone()],
-                ..Keys::default()
-            };
-            let verdict = verify_signature(
-                &doc,
-                sig,
-                &keys,
-                &Policy::strict(),
-                jiff::Timestamp::UNIX_EPOCH,
-            );
+            let verdict = hub_signer(check).verify_own(&doc, find_signature(&doc));
             assert!(matches!(verdict, Verdict::Valid(_)), "{check:?}: {verdict}");
         }
     }
@@ -563,11 +557,7 @@ mod tests {
     fn the_canonical_check_compares_the_digest_and_the_signed_octets() {
         let (out, digest, info) = signed(SelfCheck::Canonical);
         let doc = parse(&out).unwrap();
-        let sig = doc
-            .elements()
-            .find(|(_, e)| e.is(DSIG_NS, "Signature"))
-            .map(|(id, _)| id)
-            .unwrap();
+        let sig = find_signature(&doc);
         let check = |digest: &str, info: &[u8]| {
             check_canonical(&doc, sig, Method::Exclusive, Hash::Sha256, digest, info)
         };
