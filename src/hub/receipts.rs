@@ -99,7 +99,7 @@ pub fn acceptance(
     sender: &str,
     recipients: Vec<String>,
     document_id: Option<String>,
-    package: &[u8],
+    package_sha256: Sha256,
     verdict: VerdictSummary,
     now: Timestamp,
 ) -> Receipt {
@@ -112,7 +112,7 @@ pub fn acceptance(
         document_id,
         sender: sender.to_owned(),
         recipients,
-        package_sha256: Sha256::of(package),
+        package_sha256,
         verdict,
         delivery_id: None,
         attempts: None,

@@ -38,7 +38,7 @@ use super::receipts::{self, ReceiptRef};
 use crate::directory::Directory;
 use crate::dsig::{self, Keys, PackageError, Verdict};
 use crate::edxml;
-use crate::edxml::model::{BusinessDocType, Package};
+use crate::edxml::model::{BusinessDocType, Package, Sha256};
 use crate::metrics::Stage;
 use crate::pki::TrustStore;
 use crate::receipt::{Kind as ReceiptKind, VerdictSummary};
@@ -315,7 +315,7 @@ pub fn accept(
         m.document_id.clone(),
     );
     let signing = std::cell::Cell::new(std::time::Duration::ZERO);
-    let signed = |id: MessageId| {
+    let signed = |id: MessageId, sha256: &[u8; 32]| {
         let started = crate::clock::monotonic();
         let r = receipts::acceptance(
             &hub.config.id,
@@ -323,7 +323,7 @@ pub fn accept(
             &sender,
             recipients.clone(),
             document_id.clone(),
-            body,
+            Sha256(*sha256),
             verdict.clone(),
             now,
         );

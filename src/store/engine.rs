@@ -419,12 +419,14 @@ impl<K: Kv, L: Log> Engine<K, L> {
     }
 
     /// Accepts a verified package: returns once it is durable. `receipt` builds the signed
-    /// acceptance receipt for the new message id; it is stored with the message. The same
-    /// sender sending the same bytes again gets the first message and its receipt.
+    /// acceptance receipt for the new message id and the package's SHA-256 (computed here
+    /// once, for the idempotency index, and handed over so the receipt need not hash the
+    /// package again); it is stored with the message. The same sender sending the same bytes
+    /// again gets the first message and its receipt.
     pub fn accept(
         &self,
         m: NewMessage,
-        receipt: &dyn Fn(MessageId) -> Vec<u8>,
+        receipt: &dyn Fn(MessageId, &[u8; 32]) -> Vec<u8>,
     ) -> Result<Accepted, StoreError> {
         if m.recipients.is_empty() {
             return Err(StoreError::Invalid(
@@ -454,7 +456,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             digest: crate::pki::hex(&digest),
         };
         inner.conflict(&meta)?;
-        let receipt = receipt(meta.id);
+        let receipt = receipt(meta.id, &digest);
         let (tx, rx) = mpsc::sync_channel(1);
         let pending = Pending {
             meta_bytes: encode(&meta),

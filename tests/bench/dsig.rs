@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
                     "000.00.00.G12",
                     vec!["000.00.00.H29".into(), "000.00.00.H41".into()],
                     Some("000.00.00.G12,2026/11/23,1/BENCH".into()),
-                    small,
+                    truc::edxml::model::Sha256::of(small),
                     verdict.clone(),
                     now,
                 );

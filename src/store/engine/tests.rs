@@ -97,7 +97,7 @@ fn receipt(id: MessageId) -> Vec<u8> {
 
 /// Accepts a message that must be new or a duplicate; its id.
 fn accept<K: Kv, L: Log>(s: &Engine<K, L>, m: NewMessage) -> MessageId {
-    s.accept(m, &receipt).unwrap().id()
+    s.accept(m, &|id, _| receipt(id)).unwrap().id()
 }
 
 /// One push and one pull recipient.
@@ -119,16 +119,26 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
                 Some(("D1", 0)),
                 t(0),
             );
-            let a = s.accept(m.clone(), &receipt).unwrap();
+            let handed = std::cell::Cell::new(None);
+            let a = s
+                .accept(m.clone(), &|id, sha256| {
+                    handed.set(Some(*sha256));
+                    receipt(id)
+                })
+                .unwrap();
             let Accepted::New { id, receipt: r } = a.clone() else {
                 panic!("{name}: {a:?}")
             };
             assert_eq!(r, receipt(id));
+            // The receipt builder is handed the package's SHA-256, as the message records it.
+            let sha256 = crate::pki::sha256(b"<edXML>1</edXML>");
+            assert_eq!(handed.get(), Some(sha256), "{name}");
             let msg = s.message(id).unwrap().unwrap();
             assert_eq!(
                 (msg.sender.as_str(), msg.size, msg.purged),
                 (G12, 16, false)
             );
+            assert_eq!(msg.digest, crate::pki::hex(&sha256), "{name}");
             assert_eq!(msg.recipients, vec![H29.to_owned(), H41.to_owned()]);
             assert_eq!(s.body(id).unwrap().unwrap(), b"<edXML>1</edXML>");
             let ds = s.deliveries(id).unwrap();
@@ -141,7 +151,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
             let events: Vec<String> = s.events(id).unwrap().into_iter().map(|e| e.what).collect();
             assert_eq!(events, ["accepted"], "{name}");
             // The same bytes again: the same message and receipt, nothing new.
-            let again = s.accept(m.clone(), &|_| b"other".to_vec()).unwrap();
+            let again = s.accept(m.clone(), &|_, _| b"other".to_vec()).unwrap();
             assert_eq!(
                 again,
                 Accepted::Duplicate {
@@ -161,7 +171,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
             let other = s
                 .accept(
                     new(H29, &[(G12, Mode::Pull)], b"<edXML>1</edXML>", None, t(1)),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap();
             assert!(matches!(other, Accepted::New { .. }) && other.id() != id);
@@ -177,13 +187,13 @@ fn a_new_document_may_not_reuse_a_document_id() {
             let first = s
                 .accept(
                     new(G12, &[(H29, Mode::Push)], b"a", Some(("D1", 0)), t(0)),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap();
             let e = s
                 .accept(
                     new(G12, &[(H29, Mode::Push)], b"b", Some(("D1", 0)), t(1)),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap_err();
             assert!(
@@ -195,13 +205,13 @@ fn a_new_document_may_not_reuse_a_document_id() {
             for (bytes, kind) in [(&b"c"[..], 1), (b"d", 2), (b"e", 3)] {
                 s.accept(
                     new(G12, &[(H29, Mode::Push)], bytes, Some(("D1", kind)), t(2)),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap();
             }
             s.accept(
                 new(H41, &[(H29, Mode::Push)], b"f", Some(("D1", 0)), t(3)),
-                &receipt,
+                &|id, _| receipt(id),
             )
             .unwrap();
             let page = s
@@ -268,8 +278,11 @@ fn claims_lease_and_expired_leases_come_back() {
 fn failures_retry_then_die_and_operators_can_requeue() {
     for h in Harness::both() {
         with!(&h, |s| {
-            s.accept(new(G12, &[(H29, Mode::Push)], b"x", None, t(0)), &receipt)
-                .unwrap();
+            s.accept(
+                new(G12, &[(H29, Mode::Push)], b"x", None, t(0)),
+                &|id, _| receipt(id),
+            )
+            .unwrap();
             let lease = Duration::from_secs(60);
             let c = s.claim(t(0), lease, 1).unwrap().remove(0);
             let d = s.failed(c.delivery, 1, "503", Some(t(40)), t(1)).unwrap();
@@ -310,7 +323,10 @@ fn pull_inboxes_are_acknowledged_or_refused() {
     for h in Harness::both() {
         with!(&h, |s| {
             let a = s
-                .accept(new(G12, &[(H29, Mode::Pull)], b"a", None, t(0)), &receipt)
+                .accept(
+                    new(G12, &[(H29, Mode::Pull)], b"a", None, t(0)),
+                    &|id, _| receipt(id),
+                )
                 .unwrap()
                 .id();
             let b = s
@@ -322,7 +338,7 @@ fn pull_inboxes_are_acknowledged_or_refused() {
                         None,
                         t(1),
                     ),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap()
                 .id();
@@ -356,7 +372,7 @@ fn cancel_stops_what_is_not_delivered() {
                         None,
                         t(0),
                     ),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap()
                 .id();
@@ -395,14 +411,14 @@ fn retention_purges_bytes_and_keeps_the_record() {
             let done = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"done", None, t(0)),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap()
                 .id();
             let open = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"open", None, t(0)),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap()
                 .id();
@@ -437,7 +453,7 @@ fn queue_figures_and_listings() {
                         Some((&format!("D{i}"), 0)),
                         t(i),
                     ),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap();
             }
@@ -493,7 +509,10 @@ fn a_restart_keeps_everything() {
         );
         // Ids continue after the last one.
         let b = s
-            .accept(new(G12, &[(H29, Mode::Push)], b"y", None, t(1)), &receipt)
+            .accept(
+                new(G12, &[(H29, Mode::Push)], b"y", None, t(1)),
+                &|id, _| receipt(id),
+            )
             .unwrap()
             .id();
         assert!(b > a);
@@ -517,7 +536,7 @@ fn the_map_is_rebuilt_from_the_log() {
                         None,
                         t(i),
                     ),
-                    &receipt,
+                    &|id, _| receipt(id),
                 )
                 .unwrap()
                 .id()
@@ -539,7 +558,10 @@ fn the_map_is_rebuilt_from_the_log() {
             assert_eq!(s.deliveries(*id).unwrap()[0].state, State::Queued);
         }
         let dup = s
-            .accept(new(G12, &[(H29, Mode::Push)], b"p3", None, t(99)), &receipt)
+            .accept(
+                new(G12, &[(H29, Mode::Push)], b"p3", None, t(99)),
+                &|id, _| receipt(id),
+            )
             .unwrap();
         assert_eq!(dup.id(), ids[3]);
         s.check_indexes().unwrap();
@@ -554,7 +576,7 @@ fn a_torn_tail_is_truncated() {
     let a = with!(&h, |s| s
         .accept(
             new(G12, &[(H29, Mode::Push)], b"whole", None, t(0)),
-            &receipt
+            &|id, _| receipt(id)
         )
         .unwrap()
         .id());
@@ -576,7 +598,7 @@ fn a_torn_tail_is_truncated() {
         let b = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"next", None, t(1)),
-                &receipt,
+                &|id, _| receipt(id),
             )
             .unwrap()
             .id();
@@ -604,9 +626,11 @@ fn segments_rotate_and_purged_ones_are_deleted() {
         let mut b = body.clone();
         b[0] = i;
         ids.push(
-            s.accept(new(G12, &[(H29, Mode::Pull)], &b, None, t(0)), &receipt)
-                .unwrap()
-                .id(),
+            s.accept(new(G12, &[(H29, Mode::Pull)], &b, None, t(0)), &|id, _| {
+                receipt(id)
+            })
+            .unwrap()
+            .id(),
         );
     }
     let segments = || std::fs::read_dir(dir.path().join("log")).unwrap().count();
@@ -636,7 +660,7 @@ fn concurrent_acceptances_share_syncs() {
                     let bytes = format!("{th}-{i}");
                     s.accept(
                         new(G12, &[(H29, Mode::Push)], bytes.as_bytes(), None, t(0)),
-                        &receipt,
+                        &|id, _| receipt(id),
                     )
                     .unwrap();
                 }
@@ -727,7 +751,7 @@ fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
                             scope.spawn(move || {
                                 let same = s.accept(
                                     new(G12, &[(H29, Mode::Push)], b"same", None, t(0)),
-                                    &receipt,
+                                    &|id, _| receipt(id),
                                 );
                                 let body = format!("doc {th}");
                                 let doc = s.accept(
@@ -738,7 +762,7 @@ fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
                                         Some(("D-shared", 0)),
                                         t(0),
                                     ),
-                                    &receipt,
+                                    &|id, _| receipt(id),
                                 );
                                 (same, doc)
                             })
@@ -912,7 +936,7 @@ mod model {
                         doc_id.as_ref().map(|(d, ty)| (d.as_str(), *ty)),
                         now,
                     );
-                    let r = with!(&*h, |s| s.accept(msg, &receipt));
+                    let r = with!(&*h, |s| s.accept(msg, &|id, _| receipt(id)));
                     if let Some(id) = m.seen.get(&(sender, body)) {
                         prop_assert_eq!(r.unwrap().id(), *id);
                         continue;
