@@ -68,7 +68,7 @@ fn message(bytes: Vec<u8>, to: &[&str]) -> NewMessage {
         business_doc_type: None,
         verdict: "valid".into(),
         summary: Default::default(),
-        bytes,
+        bytes: bytes.into(),
         received_at: now(),
     }
 }

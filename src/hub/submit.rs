@@ -222,7 +222,7 @@ pub fn new_message(
     dir: &Directory,
     package: &Package,
     verdict: &VerdictSummary,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
     now: jiff::Timestamp,
 ) -> NewMessage {
     let recipients = package
@@ -302,10 +302,10 @@ pub fn accept(
     dir: &Directory,
     agency: &str,
     (package, verdict): (Package, VerdictSummary),
-    body: &[u8],
+    body: &bytes::Bytes,
     now: jiff::Timestamp,
 ) -> Result<Accepted, Problem> {
-    let m = new_message(dir, &package, &verdict, body.to_vec(), now);
+    let m = new_message(dir, &package, &verdict, body.clone(), now);
     let (sender, recipients, document_id) = (
         m.sender.clone(),
         m.recipients

@@ -128,7 +128,7 @@ struct Pending {
     meta: AcceptMeta,
     meta_bytes: Vec<u8>,
     receipt: Vec<u8>,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
     reply: mpsc::SyncSender<Result<Accepted, StoreError>>,
 }
 

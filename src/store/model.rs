@@ -116,8 +116,8 @@ pub struct NewMessage {
     pub verdict: String,
     /// What an inbox listing shows of it.
     pub summary: Summary,
-    /// The exact bytes received.
-    pub bytes: Vec<u8>,
+    /// The exact bytes received (shared with the request that carried them: no copy).
+    pub bytes: bytes::Bytes,
     /// When the hub received it.
     pub received_at: Timestamp,
 }

@@ -170,7 +170,7 @@ pub struct VxpRequest<'a> {
     /// Headers.
     pub headers: &'a HeaderMap,
     /// Body as received.
-    pub body: &'a [u8],
+    pub body: &'a bytes::Bytes,
     /// When it arrived.
     pub now: Timestamp,
 }

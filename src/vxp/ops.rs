@@ -141,7 +141,7 @@ fn send_edoc(
     hub: &Hub,
     system: &System,
     params: &Params,
-    body: &[u8],
+    body: &bytes::Bytes,
     now: jiff::Timestamp,
 ) -> VxpResponse {
     let fail = |code: &str, desc: String| answer(Reply::send_edoc_fail(code, &desc), true);
@@ -150,9 +150,10 @@ fn send_edoc(
     };
     let sha = |b: &[u8]| auth::sdk_hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref());
     let hash = hash.to_ascii_lowercase();
+    // The package, as a view of the body (no copy).
     let bytes = match body.strip_suffix(b"\r\n") {
-        Some(trimmed) if sha(trimmed) == hash => trimmed,
-        _ if sha(body) == hash => body,
+        Some(trimmed) if sha(trimmed) == hash => body.slice(..trimmed.len()),
+        _ if sha(body) == hash => body.clone(),
         _ => {
             return fail(
                 "412",
@@ -176,9 +177,9 @@ fn send_edoc(
         }
     };
     let accepted =
-        submit::check_with(hub, &dir, system.policy, &may_send, bytes, now).and_then(|checked| {
+        submit::check_with(hub, &dir, system.policy, &may_send, &bytes, now).and_then(|checked| {
             let sender = checked.0.sender().as_str().to_owned();
-            submit::accept(hub, &dir, &sender, checked, bytes, now)
+            submit::accept(hub, &dir, &sender, checked, &bytes, now)
         });
     match accepted {
         Ok(a) => {

@@ -55,7 +55,7 @@ fn message(tag: u64, size: usize) -> NewMessage {
         business_doc_type: None,
         verdict: "valid".into(),
         summary: Default::default(),
-        bytes,
+        bytes: bytes.into(),
         received_at: Timestamp::from_second(1_780_000_000).unwrap(),
     }
 }

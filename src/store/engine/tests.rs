@@ -86,7 +86,7 @@ fn new(
         business_doc_type: doc.map(|d| d.1),
         verdict: "valid".into(),
         summary: Default::default(),
-        bytes: bytes.to_vec(),
+        bytes: bytes::Bytes::copy_from_slice(bytes),
         received_at: at,
     }
 }
