@@ -45,11 +45,15 @@ class H(http.server.BaseHTTPRequestHandler):
         with lock:
             i = n[0]; n[0] += 1
         status = plan[i] if i < len(plan) else 200
-        with open(os.path.join(out, '%d.json' % i), 'w') as f:
+        # The body first and the metadata last, each complete before it appears (written
+        # aside, then renamed): the test reads a request once its JSON file exists.
+        with open(os.path.join(out, '%d.xml.tmp' % i), 'wb') as f:
+            f.write(body)
+        os.rename(os.path.join(out, '%d.xml.tmp' % i), os.path.join(out, '%d.xml' % i))
+        with open(os.path.join(out, '%d.json.tmp' % i), 'w') as f:
             json.dump({'status': status, 'path': self.path,
                        'headers': {k.lower(): v for k, v in self.headers.items() if k.lower().startswith('truc-')}}, f)
-        with open(os.path.join(out, '%d.xml' % i), 'wb') as f:
-            f.write(body)
+        os.rename(os.path.join(out, '%d.json.tmp' % i), os.path.join(out, '%d.json' % i))
         self.send_response(status)
         self.send_header('Content-Length', '2')
         self.end_headers()
