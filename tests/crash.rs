@@ -99,7 +99,9 @@ fn child(dir: &Path) {
                     let digest = sha256(&bytes);
                     let to = ["000.00.00.H29", "000.00.00.H41"];
                     let id = store
-                        .accept(message(bytes, &to), &|id, _| id.to_string().into_bytes())
+                        .accept(message(bytes, &to), &|id, _| {
+                            Ok(id.to_string().into_bytes())
+                        })
                         .unwrap()
                         .id();
                     let mut out = std::io::stdout().lock();
@@ -229,7 +231,10 @@ fn ack_child(dir: &Path) {
     for n in 0..20 {
         let bytes = package(&format!("PKG-{n:04}"), 4000);
         let id = store
-            .accept(message(bytes, &["000.00.00.H29"]), &|_, _| b"r".to_vec())
+            .accept(
+                message(bytes, &["000.00.00.H29"]),
+                &|_, _| Ok(b"r".to_vec()),
+            )
             .unwrap()
             .id();
         let mut out = std::io::stdout().lock();

@@ -784,7 +784,15 @@ impl Config {
                         // One receipt per package: the canonical self-check, without a
                         // second public-key operation (see `SelfCheck::Canonical`).
                         .map(|s| s.with_self_check(SelfCheck::Canonical))
-                        .map_err(|e| format!("{}: {e}", self.receipts.key.display())),
+                        .map_err(|e| format!("{}: {e}", self.receipts.key.display()))
+                        .and_then(|s| {
+                            crate::receipt::check_signer(&s).map(|()| s).map_err(|e| {
+                                format!(
+                                    "{}: this key cannot sign receipts: {e}",
+                                    self.receipts.key.display()
+                                )
+                            })
+                        }),
                 )
             });
 

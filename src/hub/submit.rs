@@ -60,6 +60,13 @@ pub fn store_refusal(e: StoreError) -> Problem {
         StoreError::Conflict { .. } => Problem::duplicate_conflict(e.to_string()),
         StoreError::NotFound(what) => Problem::not_found(what),
         StoreError::BadId(_) => Problem::not_found(e.to_string()),
+        StoreError::Receipt(why) => {
+            tracing::error!(error = %why, "cannot sign an acceptance receipt: package refused");
+            Problem::internal(format!(
+                "the hub cannot sign the acceptance receipt, so it did not accept the package \
+                 (nothing was stored; send it again later): {why}"
+            ))
+        }
         other => {
             tracing::error!(error = %other, "store");
             Problem::internal(format!("the store failed: {other}"))
@@ -330,16 +337,11 @@ pub fn accept(
         let receipt = crate::receipt::sign(&r, &hub.receipt_signer);
         signing.set(started.elapsed());
         hub.metrics.stage(Stage::Receipt, signing.get());
-        receipt.map_or_else(
-            |e| {
-                tracing::error!(message = %id, error = %e, "cannot sign an acceptance receipt");
-                Vec::new()
-            },
-            |signed| {
-                hub.metrics.receipt_issued(ReceiptKind::Acceptance);
-                signed
-            },
-        )
+        // A failure refuses the acceptance (the store keeps nothing): never a message
+        // accepted without its receipt.
+        receipt
+            .inspect(|_| hub.metrics.receipt_issued(ReceiptKind::Acceptance))
+            .map_err(|e| format!("message {id}: {e}"))
     };
     let kind = m.kind;
     let started = crate::clock::monotonic();

@@ -315,6 +315,10 @@ pub struct CommitTiming {
     pub apply: Duration,
 }
 
+/// What [`Engine::accept`] calls to make the signed acceptance receipt: the new message's id
+/// and the package's SHA-256 in, the receipt's bytes out, or why it cannot be made.
+pub type MakeReceipt<'a> = dyn Fn(MessageId, &[u8; 32]) -> Result<Vec<u8>, String> + 'a;
+
 /// Receives a [`CommitTiming`] per commit group, on the store's sync thread (keep it cheap).
 pub type CommitObserver = Box<dyn Fn(CommitTiming) + Send + Sync>;
 
@@ -422,12 +426,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
     /// acceptance receipt for the new message id and the package's SHA-256 (computed here
     /// once, for the idempotency index, and handed over so the receipt need not hash the
     /// package again); it is stored with the message. The same sender sending the same bytes
-    /// again gets the first message and its receipt.
-    pub fn accept(
-        &self,
-        m: NewMessage,
-        receipt: &dyn Fn(MessageId, &[u8; 32]) -> Vec<u8>,
-    ) -> Result<Accepted, StoreError> {
+    /// again gets the first message and its receipt. When `receipt` fails, nothing is
+    /// stored and the acceptance fails with [`StoreError::Receipt`]: no message is ever
+    /// accepted without its receipt.
+    pub fn accept(&self, m: NewMessage, receipt: &MakeReceipt<'_>) -> Result<Accepted, StoreError> {
         if m.recipients.is_empty() {
             return Err(StoreError::Invalid(
                 "a message needs at least one recipient".into(),
@@ -456,7 +458,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             digest: crate::pki::hex(&digest),
         };
         inner.conflict(&meta)?;
-        let receipt = receipt(meta.id, &digest);
+        let receipt = receipt(meta.id, &digest).map_err(StoreError::Receipt)?;
         let (tx, rx) = mpsc::sync_channel(1);
         let pending = Pending {
             meta_bytes: encode(&meta),

@@ -477,6 +477,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// The acceptance receipt could not be made: nothing was stored.
+    #[error("the acceptance receipt cannot be signed: {0}")]
+    Receipt(String),
     /// Disk or database error.
     #[error("storage: {0}")]
     Io(String),

@@ -60,11 +60,11 @@ fn message(tag: u64, size: usize) -> NewMessage {
     }
 }
 
-fn receipt(id: truc::store::MessageId, _sha256: &[u8; 32]) -> Vec<u8> {
+fn receipt(id: truc::store::MessageId, _sha256: &[u8; 32]) -> Result<Vec<u8>, String> {
     // About the size of a signed acceptance receipt.
     let mut r = format!("<Receipt id='{id}'>").into_bytes();
     r.resize(1800, b' ');
-    r
+    Ok(r)
 }
 
 struct Run {
@@ -218,7 +218,7 @@ fn recovery() {
                         }
                         let mut m = message(i as u64, 200);
                         m.recipients.truncate(1);
-                        store.accept(m, &|_, _| b"r".to_vec()).unwrap();
+                        store.accept(m, &|_, _| Ok(b"r".to_vec())).unwrap();
                     }
                 });
             }

@@ -791,6 +791,28 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
     assert!(err.contains("limits.max_body"), "{err}");
     assert!(err.contains(&missing.display().to_string()), "{err}");
 
+    // A receipt key outside the receipt profile (P-384 signs ecdsa-sha384) is refused when
+    // the configuration is read, not discovered at the first acceptance.
+    let p384 = dir.path().join("p384.toml");
+    let text = config_text(&dir.path().join("data"), "")
+        .replace(
+            &pki("hub/receipt.key").display().to_string(),
+            &pki("signers/p384.key").display().to_string(),
+        )
+        .replace(
+            &pki("hub/receipt.pem").display().to_string(),
+            &pki("signers/p384.pem").display().to_string(),
+        );
+    std::fs::write(&p384, text).unwrap();
+    let o = truc(&p384);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("receipts.key") && err.contains("cannot sign receipts"),
+        "{err}"
+    );
+    assert!(err.contains("SignatureMethod"), "{err}");
+
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "listen = [\n").unwrap();
     let o = truc(&bad);

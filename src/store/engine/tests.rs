@@ -97,7 +97,7 @@ fn receipt(id: MessageId) -> Vec<u8> {
 
 /// Accepts a message that must be new or a duplicate; its id.
 fn accept<K: Kv, L: Log>(s: &Engine<K, L>, m: NewMessage) -> MessageId {
-    s.accept(m, &|id, _| receipt(id)).unwrap().id()
+    s.accept(m, &|id, _| Ok(receipt(id))).unwrap().id()
 }
 
 /// One push and one pull recipient.
@@ -106,6 +106,36 @@ const PUSH_AND_PULL: &[(&str, Mode)] = &[(H29, Mode::Push), (H41, Mode::Pull)];
 const G12: &str = "000.00.00.G12";
 const H29: &str = "000.00.00.H29";
 const H41: &str = "000.00.00.H41";
+
+#[test]
+fn a_receipt_that_cannot_be_made_refuses_the_acceptance_and_stores_nothing() {
+    for h in Harness::both() {
+        let name = h.name();
+        with!(&h, |s| {
+            let m = new(
+                G12,
+                PUSH_AND_PULL,
+                b"<edXML>r</edXML>",
+                Some(("DR", 0)),
+                t(0),
+            );
+            let e = s
+                .accept(m.clone(), &|_, _| Err("no key".to_owned()))
+                .unwrap_err();
+            assert!(
+                matches!(&e, StoreError::Receipt(why) if why == "no key"),
+                "{name}: {e}"
+            );
+            // Nothing of it is there: the same package is new afterwards, with its receipt.
+            let a = s.accept(m, &|id, _| Ok(receipt(id))).unwrap();
+            let Accepted::New { id, receipt: r } = a else {
+                panic!("{name}: {a:?}")
+            };
+            assert_eq!(r, receipt(id), "{name}");
+            assert_eq!(s.deliveries(id).unwrap().len(), 2, "{name}");
+        });
+    }
+}
 
 #[test]
 fn an_acceptance_stores_everything_and_is_idempotent() {
@@ -123,7 +153,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
             let a = s
                 .accept(m.clone(), &|id, sha256| {
                     handed.set(Some(*sha256));
-                    receipt(id)
+                    Ok(receipt(id))
                 })
                 .unwrap();
             let Accepted::New { id, receipt: r } = a.clone() else {
@@ -151,7 +181,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
             let events: Vec<String> = s.events(id).unwrap().into_iter().map(|e| e.what).collect();
             assert_eq!(events, ["accepted"], "{name}");
             // The same bytes again: the same message and receipt, nothing new.
-            let again = s.accept(m.clone(), &|_, _| b"other".to_vec()).unwrap();
+            let again = s.accept(m.clone(), &|_, _| Ok(b"other".to_vec())).unwrap();
             assert_eq!(
                 again,
                 Accepted::Duplicate {
@@ -171,7 +201,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
             let other = s
                 .accept(
                     new(H29, &[(G12, Mode::Pull)], b"<edXML>1</edXML>", None, t(1)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap();
             assert!(matches!(other, Accepted::New { .. }) && other.id() != id);
@@ -187,13 +217,13 @@ fn a_new_document_may_not_reuse_a_document_id() {
             let first = s
                 .accept(
                     new(G12, &[(H29, Mode::Push)], b"a", Some(("D1", 0)), t(0)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap();
             let e = s
                 .accept(
                     new(G12, &[(H29, Mode::Push)], b"b", Some(("D1", 0)), t(1)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap_err();
             assert!(
@@ -205,13 +235,13 @@ fn a_new_document_may_not_reuse_a_document_id() {
             for (bytes, kind) in [(&b"c"[..], 1), (b"d", 2), (b"e", 3)] {
                 s.accept(
                     new(G12, &[(H29, Mode::Push)], bytes, Some(("D1", kind)), t(2)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap();
             }
             s.accept(
                 new(H41, &[(H29, Mode::Push)], b"f", Some(("D1", 0)), t(3)),
-                &|id, _| receipt(id),
+                &|id, _| Ok(receipt(id)),
             )
             .unwrap();
             let page = s
@@ -280,7 +310,7 @@ fn failures_retry_then_die_and_operators_can_requeue() {
         with!(&h, |s| {
             s.accept(
                 new(G12, &[(H29, Mode::Push)], b"x", None, t(0)),
-                &|id, _| receipt(id),
+                &|id, _| Ok(receipt(id)),
             )
             .unwrap();
             let lease = Duration::from_secs(60);
@@ -325,7 +355,7 @@ fn pull_inboxes_are_acknowledged_or_refused() {
             let a = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"a", None, t(0)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap()
                 .id();
@@ -338,7 +368,7 @@ fn pull_inboxes_are_acknowledged_or_refused() {
                         None,
                         t(1),
                     ),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap()
                 .id();
@@ -372,7 +402,7 @@ fn cancel_stops_what_is_not_delivered() {
                         None,
                         t(0),
                     ),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap()
                 .id();
@@ -411,14 +441,14 @@ fn retention_purges_bytes_and_keeps_the_record() {
             let done = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"done", None, t(0)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap()
                 .id();
             let open = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"open", None, t(0)),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap()
                 .id();
@@ -453,7 +483,7 @@ fn queue_figures_and_listings() {
                         Some((&format!("D{i}"), 0)),
                         t(i),
                     ),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap();
             }
@@ -511,7 +541,7 @@ fn a_restart_keeps_everything() {
         let b = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"y", None, t(1)),
-                &|id, _| receipt(id),
+                &|id, _| Ok(receipt(id)),
             )
             .unwrap()
             .id();
@@ -536,7 +566,7 @@ fn the_map_is_rebuilt_from_the_log() {
                         None,
                         t(i),
                     ),
-                    &|id, _| receipt(id),
+                    &|id, _| Ok(receipt(id)),
                 )
                 .unwrap()
                 .id()
@@ -560,7 +590,7 @@ fn the_map_is_rebuilt_from_the_log() {
         let dup = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"p3", None, t(99)),
-                &|id, _| receipt(id),
+                &|id, _| Ok(receipt(id)),
             )
             .unwrap();
         assert_eq!(dup.id(), ids[3]);
@@ -576,7 +606,7 @@ fn a_torn_tail_is_truncated() {
     let a = with!(&h, |s| s
         .accept(
             new(G12, &[(H29, Mode::Push)], b"whole", None, t(0)),
-            &|id, _| receipt(id)
+            &|id, _| Ok(receipt(id))
         )
         .unwrap()
         .id());
@@ -598,7 +628,7 @@ fn a_torn_tail_is_truncated() {
         let b = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"next", None, t(1)),
-                &|id, _| receipt(id),
+                &|id, _| Ok(receipt(id)),
             )
             .unwrap()
             .id();
@@ -627,7 +657,7 @@ fn segments_rotate_and_purged_ones_are_deleted() {
         b[0] = i;
         ids.push(
             s.accept(new(G12, &[(H29, Mode::Pull)], &b, None, t(0)), &|id, _| {
-                receipt(id)
+                Ok(receipt(id))
             })
             .unwrap()
             .id(),
@@ -660,7 +690,7 @@ fn concurrent_acceptances_share_syncs() {
                     let bytes = format!("{th}-{i}");
                     s.accept(
                         new(G12, &[(H29, Mode::Push)], bytes.as_bytes(), None, t(0)),
-                        &|id, _| receipt(id),
+                        &|id, _| Ok(receipt(id)),
                     )
                     .unwrap();
                 }
@@ -751,7 +781,7 @@ fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
                             scope.spawn(move || {
                                 let same = s.accept(
                                     new(G12, &[(H29, Mode::Push)], b"same", None, t(0)),
-                                    &|id, _| receipt(id),
+                                    &|id, _| Ok(receipt(id)),
                                 );
                                 let body = format!("doc {th}");
                                 let doc = s.accept(
@@ -762,7 +792,7 @@ fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
                                         Some(("D-shared", 0)),
                                         t(0),
                                     ),
-                                    &|id, _| receipt(id),
+                                    &|id, _| Ok(receipt(id)),
                                 );
                                 (same, doc)
                             })
@@ -936,7 +966,7 @@ mod model {
                         doc_id.as_ref().map(|(d, ty)| (d.as_str(), *ty)),
                         now,
                     );
-                    let r = with!(&*h, |s| s.accept(msg, &|id, _| receipt(id)));
+                    let r = with!(&*h, |s| s.accept(msg, &|id, _| Ok(receipt(id))));
                     if let Some(id) = m.seen.get(&(sender, body)) {
                         prop_assert_eq!(r.unwrap().id(), *id);
                         continue;
