@@ -780,10 +780,15 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
         &pki("hub/tls.pem").display().to_string(),
         "/nonexistent/tls.pem",
     );
-    std::fs::write(&missing, text).unwrap();
-    let o = truc(&missing);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(64), "{err}");
+    // Writes `text` to `file`, checks it, expects the refusal (64); its stderr.
+    let refused = |file: &Path, text: String| {
+        std::fs::write(file, text).unwrap();
+        let o = truc(file);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(64), "{err}");
+        err
+    };
+    let err = refused(&missing, text);
     assert!(
         err.contains("tls.cert") && err.contains("/nonexistent/tls.pem"),
         "{err}"
@@ -803,10 +808,7 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
             &pki("hub/receipt.pem").display().to_string(),
             &pki("signers/p384.pem").display().to_string(),
         );
-    std::fs::write(&p384, text).unwrap();
-    let o = truc(&p384);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(64), "{err}");
+    let err = refused(&p384, text);
     assert!(
         err.contains("receipts.key") && err.contains("cannot sign receipts"),
         "{err}"

@@ -95,9 +95,14 @@ fn receipt(id: MessageId) -> Vec<u8> {
     format!("<receipt id='{id}'/>").into_bytes()
 }
 
+/// [`receipt`] as the store asks for it ([`super::MakeReceipt`]).
+fn make_receipt(id: MessageId, _sha256: &[u8; 32]) -> Result<Vec<u8>, String> {
+    Ok(receipt(id))
+}
+
 /// Accepts a message that must be new or a duplicate; its id.
 fn accept<K: Kv, L: Log>(s: &Engine<K, L>, m: NewMessage) -> MessageId {
-    s.accept(m, &|id, _| Ok(receipt(id))).unwrap().id()
+    s.accept(m, &make_receipt).unwrap().id()
 }
 
 /// One push and one pull recipient.
@@ -127,7 +132,7 @@ fn a_receipt_that_cannot_be_made_refuses_the_acceptance_and_stores_nothing() {
                 "{name}: {e}"
             );
             // Nothing of it is there: the same package is new afterwards, with its receipt.
-            let a = s.accept(m, &|id, _| Ok(receipt(id))).unwrap();
+            let a = s.accept(m, &make_receipt).unwrap();
             let Accepted::New { id, receipt: r } = a else {
                 panic!("{name}: {a:?}")
             };
@@ -201,7 +206,7 @@ fn an_acceptance_stores_everything_and_is_idempotent() {
             let other = s
                 .accept(
                     new(H29, &[(G12, Mode::Pull)], b"<edXML>1</edXML>", None, t(1)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap();
             assert!(matches!(other, Accepted::New { .. }) && other.id() != id);
@@ -217,13 +222,13 @@ fn a_new_document_may_not_reuse_a_document_id() {
             let first = s
                 .accept(
                     new(G12, &[(H29, Mode::Push)], b"a", Some(("D1", 0)), t(0)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap();
             let e = s
                 .accept(
                     new(G12, &[(H29, Mode::Push)], b"b", Some(("D1", 0)), t(1)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap_err();
             assert!(
@@ -235,13 +240,13 @@ fn a_new_document_may_not_reuse_a_document_id() {
             for (bytes, kind) in [(&b"c"[..], 1), (b"d", 2), (b"e", 3)] {
                 s.accept(
                     new(G12, &[(H29, Mode::Push)], bytes, Some(("D1", kind)), t(2)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap();
             }
             s.accept(
                 new(H41, &[(H29, Mode::Push)], b"f", Some(("D1", 0)), t(3)),
-                &|id, _| Ok(receipt(id)),
+                &make_receipt,
             )
             .unwrap();
             let page = s
@@ -310,7 +315,7 @@ fn failures_retry_then_die_and_operators_can_requeue() {
         with!(&h, |s| {
             s.accept(
                 new(G12, &[(H29, Mode::Push)], b"x", None, t(0)),
-                &|id, _| Ok(receipt(id)),
+                &make_receipt,
             )
             .unwrap();
             let lease = Duration::from_secs(60);
@@ -355,7 +360,7 @@ fn pull_inboxes_are_acknowledged_or_refused() {
             let a = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"a", None, t(0)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap()
                 .id();
@@ -368,7 +373,7 @@ fn pull_inboxes_are_acknowledged_or_refused() {
                         None,
                         t(1),
                     ),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap()
                 .id();
@@ -402,7 +407,7 @@ fn cancel_stops_what_is_not_delivered() {
                         None,
                         t(0),
                     ),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap()
                 .id();
@@ -441,14 +446,14 @@ fn retention_purges_bytes_and_keeps_the_record() {
             let done = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"done", None, t(0)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap()
                 .id();
             let open = s
                 .accept(
                     new(G12, &[(H29, Mode::Pull)], b"open", None, t(0)),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap()
                 .id();
@@ -483,7 +488,7 @@ fn queue_figures_and_listings() {
                         Some((&format!("D{i}"), 0)),
                         t(i),
                     ),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap();
             }
@@ -541,7 +546,7 @@ fn a_restart_keeps_everything() {
         let b = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"y", None, t(1)),
-                &|id, _| Ok(receipt(id)),
+                &make_receipt,
             )
             .unwrap()
             .id();
@@ -566,7 +571,7 @@ fn the_map_is_rebuilt_from_the_log() {
                         None,
                         t(i),
                     ),
-                    &|id, _| Ok(receipt(id)),
+                    &make_receipt,
                 )
                 .unwrap()
                 .id()
@@ -590,7 +595,7 @@ fn the_map_is_rebuilt_from_the_log() {
         let dup = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"p3", None, t(99)),
-                &|id, _| Ok(receipt(id)),
+                &make_receipt,
             )
             .unwrap();
         assert_eq!(dup.id(), ids[3]);
@@ -606,7 +611,7 @@ fn a_torn_tail_is_truncated() {
     let a = with!(&h, |s| s
         .accept(
             new(G12, &[(H29, Mode::Push)], b"whole", None, t(0)),
-            &|id, _| Ok(receipt(id))
+            &make_receipt
         )
         .unwrap()
         .id());
@@ -628,7 +633,7 @@ fn a_torn_tail_is_truncated() {
         let b = s
             .accept(
                 new(G12, &[(H29, Mode::Push)], b"next", None, t(1)),
-                &|id, _| Ok(receipt(id)),
+                &make_receipt,
             )
             .unwrap()
             .id();
@@ -690,7 +695,7 @@ fn concurrent_acceptances_share_syncs() {
                     let bytes = format!("{th}-{i}");
                     s.accept(
                         new(G12, &[(H29, Mode::Push)], bytes.as_bytes(), None, t(0)),
-                        &|id, _| Ok(receipt(id)),
+                        &make_receipt,
                     )
                     .unwrap();
                 }
@@ -781,7 +786,7 @@ fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
                             scope.spawn(move || {
                                 let same = s.accept(
                                     new(G12, &[(H29, Mode::Push)], b"same", None, t(0)),
-                                    &|id, _| Ok(receipt(id)),
+                                    &make_receipt,
                                 );
                                 let body = format!("doc {th}");
                                 let doc = s.accept(
@@ -792,7 +797,7 @@ fn concurrent_duplicates_and_conflicts_meet_in_one_group() {
                                         Some(("D-shared", 0)),
                                         t(0),
                                     ),
-                                    &|id, _| Ok(receipt(id)),
+                                    &make_receipt,
                                 );
                                 (same, doc)
                             })
@@ -966,7 +971,7 @@ mod model {
                         doc_id.as_ref().map(|(d, ty)| (d.as_str(), *ty)),
                         now,
                     );
-                    let r = with!(&*h, |s| s.accept(msg, &|id, _| Ok(receipt(id))));
+                    let r = with!(&*h, |s| s.accept(msg, &make_receipt));
                     if let Some(id) = m.seen.get(&(sender, body)) {
                         prop_assert_eq!(r.unwrap().id(), *id);
                         continue;
