@@ -264,7 +264,7 @@ fn durability_order() {
             "-s",
             "48",
             "-e",
-            "trace=write,fdatasync,fsync,sync_file_range",
+            "trace=write,pwrite64,fdatasync,fsync,sync_file_range",
             "-o",
         ])
         .arg(&trace)
@@ -308,7 +308,10 @@ fn durability_order() {
         };
         let body = find(
             &|l| {
-                l.contains("write(") && l.contains(".seg>") && l.contains(&format!("<edXML>{tag}"))
+                // Records are copied into their reserved place with pwrite(2).
+                (l.contains("write(") || l.contains("pwrite64("))
+                    && l.contains(".seg>")
+                    && l.contains(&format!("<edXML>{tag}"))
             },
             0,
         )

@@ -2,9 +2,9 @@
 //! the layout, the invariants and the durability contract.
 //!
 //! Writes to the map happen under one lock, so every read-check-write below is a
-//! compare-and-swap; reads take no lock. Acceptances go through the writer and syncer threads
-//! (group commit); everything else is applied by the caller's thread. Nothing here reads the clock:
-//! every operation takes `now`.
+//! compare-and-swap; reads take no lock. Acceptances are written to the log by their callers'
+//! threads and committed by the sync thread (group commit); everything else is applied by the
+//! caller's thread. Nothing here reads the clock: every operation takes `now`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -20,7 +20,7 @@ use super::audit::{self, AuditLog, Change};
 use super::codec::{decode, encode};
 use super::keys;
 use super::kv::{Kv, MemKv, Op, SledKv};
-use super::log::{FileLog, Loc, Log, MemLog, Position};
+use super::log::{Encoded, FileLog, Loc, Log, MemLog, Position, Slot};
 use super::model::*;
 
 /// The on-disk store: sled for the map, segment files for the log.
@@ -124,14 +124,6 @@ impl Record {
     }
 }
 
-struct Pending {
-    meta: AcceptMeta,
-    meta_bytes: Vec<u8>,
-    receipt: Vec<u8>,
-    bytes: bytes::Bytes,
-    reply: mpsc::SyncSender<Result<Accepted, StoreError>>,
-}
-
 /// Hands batches of work from one pipeline stage to the next: the taker gets everything
 /// queued so far, at once.
 struct Handoff<T> {
@@ -181,17 +173,20 @@ impl<T> Handoff<T> {
     }
 }
 
-/// A record written to the log, waiting for the sync that makes it durable.
+/// A record whose write returned, waiting for the sync that makes it durable; or a reserved
+/// record whose write failed (a hole in the log: nothing after it may be acknowledged).
 struct Written {
-    staged: Staged,
+    /// The record's rank in log order.
+    seq: u64,
+    staged: Result<(Staged, Slot), StoreError>,
     reply: Reply,
 }
 
 /// Where an acceptance's answer goes.
 type Reply = mpsc::SyncSender<Result<Accepted, StoreError>>;
 
-/// A logged acceptance with its map writes worked out (by the write stage, off the serial
-/// sync-and-apply path), waiting for the checks only the map in log order can make.
+/// A logged acceptance with its map writes worked out (by the submitter's thread, off the
+/// serial sync-and-apply path), waiting for the checks only the map in log order can make.
 struct Staged {
     meta: AcceptMeta,
     receipt: Vec<u8>,
@@ -204,14 +199,9 @@ struct Staged {
 }
 
 impl Staged {
-    fn new(
-        meta: AcceptMeta,
-        receipt: Vec<u8>,
-        loc: Loc,
-        end: Position,
-    ) -> Result<Self, StoreError> {
+    fn new(meta: AcceptMeta, digest: &[u8; 32], receipt: Vec<u8>, loc: Loc, end: Position) -> Self {
         let id = meta.id;
-        let idem = keys::idempotency(&meta.sender, &digest_bytes(&meta.digest)?);
+        let idem = keys::idempotency(&meta.sender, digest);
         let at = meta.received_at;
         let deliveries: Vec<Delivery> = meta
             .recipients
@@ -260,18 +250,18 @@ impl Staged {
         if let Some(doc) = &meta.document_id {
             ops.push((keys::document(&meta.sender, doc, id), Some(Vec::new())));
         }
-        Ok(Staged {
+        Staged {
             meta,
             receipt,
             end,
             idem,
             ops,
-        })
+        }
     }
 }
 
 /// Answers every acceptance in `items` with an error.
-fn fail_all(items: Vec<Written>, why: &str) {
+fn fail_all(items: impl IntoIterator<Item = Written>, why: &str) {
     for w in items {
         let _ = w.reply.send(Err(StoreError::Io(why.to_owned())));
     }
@@ -285,9 +275,7 @@ struct Inner<K, L> {
     /// Serializes every write to the map.
     write: Mutex<()>,
     next_id: AtomicU64,
-    /// Acceptances waiting to be written to the log.
-    to_write: Handoff<Pending>,
-    /// Written, waiting for the fdatasync that makes them durable.
+    /// Written by their submitters, waiting for the fdatasync that makes them durable.
     to_sync: Handoff<Written>,
     /// Answers to hand back: waking each submitter is left to its own thread, off the
     /// serial sync-and-apply path.
@@ -325,7 +313,6 @@ pub type CommitObserver = Box<dyn Fn(CommitTiming) + Send + Sync>;
 /// The store engine.
 pub struct Engine<K: Kv, L: Log> {
     inner: Arc<Inner<K, L>>,
-    writer: Option<JoinHandle<()>>,
     syncer: Option<JoinHandle<()>>,
     answerer: Option<JoinHandle<()>>,
 }
@@ -367,12 +354,12 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 
 impl<K: Kv, L: Log> Engine<K, L> {
     /// A store over this map and log, with an audit log in memory: recovers, then starts
-    /// the writer and syncer.
+    /// the sync and answer threads.
     pub fn with(kv: K, log: L) -> Result<Self, StoreError> {
         Engine::with_audit(kv, log, AuditLog::memory())
     }
 
-    /// A store over this map, log and audit log: recovers, then starts the writer and syncer.
+    /// A store over this map, log and audit log: recovers, then starts the sync and answer threads.
     pub fn with_audit(kv: K, log: L, audit: AuditLog) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
             kv,
@@ -380,7 +367,6 @@ impl<K: Kv, L: Log> Engine<K, L> {
             receipts: std::sync::OnceLock::new(),
             write: Mutex::new(()),
             next_id: AtomicU64::new(1),
-            to_write: Handoff::default(),
             to_sync: Handoff::default(),
             to_answer: Handoff::default(),
             failed: AtomicBool::new(false),
@@ -396,14 +382,12 @@ impl<K: Kv, L: Log> Engine<K, L> {
             "store open: an acceptance returns only after fdatasync of its log segment; \
              the map is rebuilt from the log after a crash, sled's flush is not relied on"
         );
-        let worker = inner.clone();
-        let writer = std::thread::Builder::new()
-            .name("store-write".into())
-            .spawn(move || worker.write_loop())?;
+        // Read before any reservation: the sync stage acknowledges from here on, in order.
+        let first = inner.log.next_seq();
         let worker = inner.clone();
         let syncer = std::thread::Builder::new()
             .name("store-sync".into())
-            .spawn(move || worker.sync_loop())?;
+            .spawn(move || worker.sync_loop(first))?;
         let worker = inner.clone();
         let answerer = std::thread::Builder::new()
             .name("store-answer".into())
@@ -416,7 +400,6 @@ impl<K: Kv, L: Log> Engine<K, L> {
             })?;
         Ok(Engine {
             inner,
-            writer: Some(writer),
             syncer: Some(syncer),
             answerer: Some(answerer),
         })
@@ -459,16 +442,33 @@ impl<K: Kv, L: Log> Engine<K, L> {
         };
         inner.conflict(&meta)?;
         let receipt = receipt(meta.id, &digest).map_err(StoreError::Receipt)?;
+        if inner.failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(
+                "an earlier log write or sync failed; restart the hub to recover".into(),
+            ));
+        }
+        // The record is encoded and copied into the log on this thread, beside the other
+        // submitters'; only the reservation of its place is serial.
+        let head = Encoded::new(&encode(&meta), &receipt, &m.bytes);
+        let slot = inner.log.reserve(&head, m.bytes.len() as u64)?;
+        // From here on the slot must reach the sync stage, written or not: it acknowledges
+        // records in slot order and waits for every one.
+        let written = inner.log.write(&slot, &head, &m.bytes);
+        drop(head);
         let (tx, rx) = mpsc::sync_channel(1);
-        let pending = Pending {
-            meta_bytes: encode(&meta),
-            meta,
-            receipt,
-            bytes: m.bytes,
+        let w = Written {
+            seq: slot.seq,
+            staged: written.map(|()| {
+                let staged = Staged::new(meta, &digest, receipt, slot.body, slot.end);
+                (staged, slot)
+            }),
             reply: tx,
         };
-        if inner.to_write.push([pending]).is_err() {
-            return Err(StoreError::Closed);
+        if w.staged.is_err() {
+            self.inner.failed.store(true, Ordering::SeqCst);
+        }
+        if let Err(refused) = inner.to_sync.push([w]) {
+            fail_all(refused, "the store is closing");
         }
         rx.recv().unwrap_or(Err(StoreError::Closed))
     }
@@ -1216,7 +1216,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         )
     }
 
-    /// Stops the writer and syncer (waiting acceptances are still committed) and syncs the map.
+    /// Stops the sync and answer threads (waiting acceptances are still committed) and syncs the map.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
         self.inner.audit.sync()?;
@@ -1226,10 +1226,6 @@ impl<K: Kv, L: Log> Engine<K, L> {
 
     fn stop(&mut self) {
         // Each stage drains what it was handed, then the next one is closed.
-        self.inner.to_write.close();
-        if let Some(t) = self.writer.take() {
-            let _ = t.join();
-        }
         self.inner.to_sync.close();
         if let Some(t) = self.syncer.take() {
             let _ = t.join();
@@ -1634,88 +1630,102 @@ impl<K: Kv, L: Log> Inner<K, L> {
         self.audit(change)
     }
 
-    /// Group commit, first stage: appends every waiting acceptance to the log (page cache
-    /// only) and hands them to the sync stage.
-    fn write_loop(&self) {
-        while let Some(batch) = self.to_write.take() {
-            let mut written = Vec::with_capacity(batch.len());
-            for p in batch {
-                if self.failed.load(Ordering::SeqCst) {
-                    let _ = p.reply.send(Err(StoreError::Io(
-                        "an earlier log write failed; restart the hub to recover".into(),
-                    )));
-                    continue;
-                }
-                match self
-                    .log
-                    .append(&p.meta_bytes, &p.receipt, &p.bytes)
-                    .and_then(|(loc, end)| Staged::new(p.meta, p.receipt, loc, end))
-                {
-                    Ok(staged) => written.push(Written {
-                        staged,
-                        reply: p.reply,
-                    }),
+    /// Group commit: takes every record written so far, keeps those that follow the last
+    /// acknowledged one without a gap (the others wait for the records reserved before
+    /// them), makes them durable with one `fdatasync` per segment (a group closes when the
+    /// previous sync returns), applies them to the map in one batch and hands their answers
+    /// on. (Applying on another thread, overlapping the next sync, measured slower: the map
+    /// apply is CPU-bound and smaller groups cost more per key.)
+    fn sync_loop(&self, first: u64) {
+        let mut next = first;
+        let mut held: BTreeMap<u64, Written> = BTreeMap::new();
+        // Set for good by a write or sync that failed: the log may have a hole there (or
+        // the page cache may not hold what was written), so nothing after it is acknowledged.
+        let mut broken = false;
+        while let Some(items) = self.to_sync.take() {
+            held.extend(items.into_iter().map(|w| (w.seq, w)));
+            let mut group = Vec::new();
+            while let Some(w) = held.remove(&next) {
+                next += 1;
+                group.push(w);
+            }
+            if group.is_empty() {
+                continue;
+            }
+            let mut ready = Vec::with_capacity(group.len());
+            for w in group {
+                match w.staged {
+                    Ok(staged) if !broken => ready.push((staged, w.reply)),
+                    Ok(_) => {
+                        let _ = w.reply.send(Err(StoreError::Io(
+                            "an earlier log write or sync failed; restart the hub to recover"
+                                .into(),
+                        )));
+                    }
                     Err(e) => {
-                        self.failed.store(true, Ordering::SeqCst);
-                        let _ = p.reply.send(Err(e));
+                        broken = true;
+                        tracing::error!(error = %e, "log write failed: refusing acceptances until restart");
+                        let _ = w.reply.send(Err(e));
                     }
                 }
             }
-            if let Err(refused) = self.to_sync.push(written) {
-                // Cannot happen: the sync stage closes only after this one stopped.
-                fail_all(refused, "the store is closing");
+            if !ready.is_empty() && !self.commit_group(ready) {
+                broken = true;
             }
         }
+        // Closed: what is still held waits behind a record that never came.
+        fail_all(held.into_values(), "the store is closing");
     }
 
-    /// Group commit, second stage: one `fdatasync` for everything written so far (a group
-    /// closes when the previous sync returns), then the group goes into the map in one batch
-    /// and every acceptance in it is answered. (Applying on a third thread, overlapping the
-    /// next sync, measured slower: the map apply is CPU-bound and smaller groups cost more
-    /// per key.)
-    fn sync_loop(&self) {
-        while let Some(group) = self.to_sync.take() {
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.batched
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
-            let records = group.len();
-            let started = crate::clock::monotonic();
-            if let Err(e) = self.log.sync() {
-                self.failed.store(true, Ordering::SeqCst);
-                tracing::error!(error = %e, "log fdatasync failed: refusing acceptances until restart");
-                fail_all(group, &format!("log sync: {e}"));
-                continue;
+    /// Syncs, applies and answers one group of records in log order; false if the sync
+    /// failed.
+    fn commit_group(&self, group: Vec<((Staged, Slot), Reply)>) -> bool {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        let records = group.len();
+        let started = crate::clock::monotonic();
+        let slots: Vec<&Slot> = group.iter().map(|((_, slot), _)| slot).collect();
+        if let Err(e) = self.log.sync(&slots) {
+            self.failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "log fdatasync failed: refusing acceptances until restart");
+            for (_, reply) in group {
+                let _ = reply.send(Err(StoreError::Io(format!("log sync: {e}"))));
             }
-            let (staged, replies): (Vec<_>, Vec<_>) =
-                group.into_iter().map(|w| (w.staged, w.reply)).unzip();
-            let synced = crate::clock::monotonic();
-            let applied = self.apply_group(staged, false);
-            if let Some(observe) = self.observer.get() {
-                let done = crate::clock::monotonic();
-                observe(CommitTiming {
-                    records,
-                    sync: synced - started,
-                    apply: done - synced,
-                });
+            return false;
+        }
+        let (staged, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|((staged, _), reply)| (staged, reply))
+            .unzip();
+        let synced = crate::clock::monotonic();
+        let applied = self.apply_group(staged, false);
+        if let Some(observe) = self.observer.get() {
+            let done = crate::clock::monotonic();
+            observe(CommitTiming {
+                records,
+                sync: synced - started,
+                apply: done - synced,
+            });
+        }
+        let answers: Vec<_> = match applied {
+            Ok(results) => results.into_iter().zip(replies).collect(),
+            Err(e) => {
+                // Durable in the log, not in the map: a restart replays them.
+                tracing::error!(error = %e, "applying acceptances to the map failed");
+                replies
+                    .into_iter()
+                    .map(|reply| (Err(StoreError::Io(e.to_string())), reply))
+                    .collect()
             }
-            let answers: Vec<_> = match applied {
-                Ok(results) => results.into_iter().zip(replies).collect(),
-                Err(e) => {
-                    // Durable in the log, not in the map: a restart replays them.
-                    tracing::error!(error = %e, "applying acceptances to the map failed");
-                    replies
-                        .into_iter()
-                        .map(|reply| (Err(StoreError::Io(e.to_string())), reply))
-                        .collect()
-                }
-            };
-            if let Err(unsent) = self.to_answer.push(answers) {
-                // Cannot happen: the answer stage closes only after this one stopped.
-                for (result, reply) in unsent {
-                    let _ = reply.send(result);
-                }
+        };
+        if let Err(unsent) = self.to_answer.push(answers) {
+            // Cannot happen: the answer stage closes only after this one stopped.
+            for (result, reply) in unsent {
+                let _ = reply.send(result);
             }
         }
+        true
     }
 
     /// Writes logged acceptances into the map in one atomic batch, in log order, and moves
@@ -1858,7 +1868,8 @@ impl<K: Kv, L: Log> Inner<K, L> {
         for r in records {
             let meta: AcceptMeta = decode(&r.meta, "log record")?;
             max = max.max(meta.id.0);
-            group.push(Staged::new(meta, r.receipt, r.body, r.end)?);
+            let digest = digest_bytes(&meta.digest)?;
+            group.push(Staged::new(meta, &digest, r.receipt, r.body, r.end));
             if group.len() == 1024 {
                 self.apply_group(std::mem::take(&mut group), true)?;
             }

@@ -3,12 +3,13 @@
 //!
 //! # Architecture
 //! ```text
-//!             accept()                       claim() / complete() / fail() / ack() / ...
-//!                │                                        │
+//!   accept() on each submitter's thread          claim() / complete() / fail() / ack() / ...
+//!   reserve a place (serial), pwrite there             │
+//!                │ (in parallel)                       │
 //!   ┌────────────▼───────────────┐              ┌───────────▼──────────────┐
-//!   │ store-write: append records│  apply       │ Engine (one writer lock) │
-//!   │ store-sync: fdatasync once ├─────────────►│ kv.rs: one ordered map,  │
-//!   │ per group, then apply      │  in order    │ atomic batches           │
+//!   │ store-sync: fdatasync once │  apply       │ Engine (one writer lock) │
+//!   │ per group, then apply      ├─────────────►│ kv.rs: one ordered map,  │
+//!   │ store-answer: wake callers │  in order    │ atomic batches           │
 //!   └────────────────────────────┘              └──────────────────────────┘
 //!    segment files log/*.seg                     sled 0.34 (or memory)
 //! ```
@@ -23,7 +24,8 @@
 //!
 //! # The durability contract
 //! `accept` returns only after the **`fdatasync(2)` of the segment file holding the
-//! acceptance record has returned** (`log.rs`, `Segment::sync`, which calls
+//! acceptance record has returned**, issued after the record's `pwrite(2)` and the writes of
+//! every record before it returned (`log.rs`, `FileLog::sync`, which calls
 //! `File::sync_data`). That one syscall makes the acceptance durable: the record holds the
 //! package and its whole acceptance, and on open every record after the applied watermark is
 //! replayed into the map (`Engine::recover`). sled's own `flush()` is not relied on for
@@ -38,15 +40,22 @@
 //! at-least-once, with a stable delivery id (`<message id>-<recipient index>`) receivers use to
 //! deduplicate.
 //!
-//! Group commit, in pipelined stages: the `store-write` thread appends every waiting record
-//! to the current segment (page cache only) and works out its map writes (the record
-//! encoded, every key built) off the serial path; the `store-sync` thread takes everything
-//! written so far, issues one `fdatasync`, applies the group to the map in log order in one
-//! batch (only the checks that need the map in log order — duplicates, DocumentId conflicts —
-//! happen there); the `store-answer` thread wakes the submitters. A group closes when the
-//! previous sync returns, so a lone acceptance waits for one sync and throughput grows with the
-//! number of concurrent submitters; writing the next group overlaps the sync of the current
-//! one.
+//! Group commit, in pipelined stages. Each submitter's thread encodes its record (CRC
+//! included) and works out its map writes (the record encoded, every key built), takes the
+//! next place in the log under a short lock (`Log::reserve`: a sequence number and an
+//! offset), and copies the record there with `pwrite(2)` (page cache only), beside the other
+//! submitters. The `store-sync` thread takes every record written so far, keeps those that
+//! follow the last acknowledged record without a gap (a record reserved earlier and still
+//! being copied holds back the ones after it), issues one `fdatasync` per segment they are in,
+//! and applies the group to the map in log order in one batch (only the checks that need the
+//! map in log order — duplicates, DocumentId conflicts — happen there); the `store-answer`
+//! thread wakes the submitters. A group closes when the previous sync returns, so a lone
+//! acceptance waits for one sync and throughput grows with the number of concurrent
+//! submitters; copying the next group overlaps the sync of the current one. Because a record
+//! is acknowledged only after every record before it is written and synced, the log never
+//! holds an acknowledged record after a hole, and replay's "truncate at the first bad record"
+//! loses nothing acknowledged. A failed write or sync stops all acknowledgements until a
+//! restart (after a failed `fdatasync` the page cache cannot be trusted).
 //!
 //! # Map layout (one sled tree; the first byte names the index; integers big-endian)
 //! ```text

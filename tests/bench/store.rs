@@ -72,6 +72,9 @@ struct Run {
     elapsed: Duration,
     latencies: Vec<Duration>,
     batch: f64,
+    /// Mean `fdatasync` per commit group, and map apply per acceptance.
+    sync: Duration,
+    apply: Duration,
 }
 
 impl Run {
@@ -90,6 +93,18 @@ impl Run {
 fn run(size: usize, threads: usize, interval: Duration, duration: Duration) -> Run {
     let dir = dir();
     let store = Store::open(dir.path(), &Default::default()).unwrap();
+    let timing = std::sync::Arc::new(std::sync::Mutex::new((
+        0u32,
+        Duration::ZERO,
+        Duration::ZERO,
+    )));
+    let seen = timing.clone();
+    store.observe_commits(Box::new(move |t| {
+        let mut s = seen.lock().unwrap();
+        s.0 += 1;
+        s.1 += t.sync;
+        s.2 += t.apply;
+    }));
     let counter = AtomicUsize::new(0);
     let start = Instant::now();
     let latencies = std::thread::scope(|s| {
@@ -126,11 +141,14 @@ fn run(size: usize, threads: usize, interval: Duration, duration: Duration) -> R
     });
     let elapsed = start.elapsed();
     let (batches, batched) = store.commit_stats();
+    let (groups, sync, apply) = *timing.lock().unwrap();
     Run {
         accepted: latencies.len(),
         elapsed,
         latencies,
         batch: batched as f64 / batches.max(1) as f64,
+        sync: sync / groups.max(1),
+        apply: apply / u32::try_from(batched.max(1)).unwrap_or(u32::MAX),
     }
 }
 
@@ -155,9 +173,9 @@ fn raw(size: usize, every: usize, duration: Duration) -> f64 {
 
 fn throughput() {
     println!(
-        "| package | submitters | accepted/s | p50 | p99 | mean batch | open loop at | p50 | p99 |"
+        "| package | submitters | accepted/s | p50 | p99 | mean batch | sync per batch | apply per acceptance | open loop at | p50 | p99 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let only = std::env::var("TRUC_BENCH_ONLY").ok();
     for (label, size, seconds) in [
         ("1 KB", 1_000, 4),
@@ -169,7 +187,7 @@ fn throughput() {
         }
         let seconds = Duration::from_secs(seconds);
         println!(
-            "| {label} | raw file, fdatasync every 1 / 8 | {:.0} / {:.0} | | | | | | |",
+            "| {label} | raw file, fdatasync every 1 / 8 | {:.0} / {:.0} | | | | | | | | |",
             raw(size, 1, seconds),
             raw(size, 8, seconds)
         );
@@ -184,11 +202,13 @@ fn throughput() {
             let interval = Duration::from_secs_f64(threads as f64 / half);
             let mut open = run(size, threads, interval, seconds);
             println!(
-                "| {label} | {threads} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {:.0}/s | {:.2} ms | {:.2} ms |",
+                "| {label} | {threads} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {:.0} µs | {:.1} µs | {:.0}/s | {:.2} ms | {:.2} ms |",
                 rate,
                 closed.pct(0.5).as_secs_f64() * 1e3,
                 closed.pct(0.99).as_secs_f64() * 1e3,
                 closed.batch,
+                closed.sync.as_secs_f64() * 1e6,
+                closed.apply.as_secs_f64() * 1e6,
                 open.rate(),
                 open.pct(0.5).as_secs_f64() * 1e3,
                 open.pct(0.99).as_secs_f64() * 1e3,
