@@ -1251,23 +1251,19 @@ impl Log for Gated {
 
 /// Waits (at most 10 s) for `what`.
 fn wait_until(what: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let started = crate::clock::monotonic();
     while !what() {
-        assert!(std::time::Instant::now() < deadline, "timed out");
+        assert!(started.elapsed() < Duration::from_secs(10), "timed out");
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
+type Outcome = Result<Accepted, StoreError>;
+
 /// Accepts `first` with its write held back until the second acceptance's record is written;
 /// then `release` decides what the held write does. Returns both outcomes, and what the
 /// second one had returned before the release.
-fn out_of_order(
-    fail_first: bool,
-) -> (
-    Engine<MemKv, Gated>,
-    [Result<Accepted, StoreError>; 2],
-    Option<Result<Accepted, StoreError>>,
-) {
+fn out_of_order(fail_first: bool) -> (Engine<MemKv, Gated>, [Outcome; 2], Option<Outcome>) {
     let gated = Gated::default();
     gated.hold(0);
     let s = Engine::with(MemKv::default(), gated).unwrap();
