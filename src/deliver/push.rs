@@ -3,13 +3,14 @@
 //! # Architecture
 //! One task per push endpoint (agency), so a dead or slow endpoint only ever holds up its
 //! own queue. Each task loops: claim what is due for its agency from the store
-//! ([`crate::store::Engine::claim_for`], leased), POST the claimed packages concurrently (at
-//! most `per_endpoint_concurrency`), record each outcome in the store, and sleep a poll
-//! interval when nothing is due; a slot that frees is claimed again at once. Connections
-//! are kept alive and reused between attempts (at most `per_endpoint_concurrency` idle per
-//! endpoint; one whose answer was not read whole is closed). A circuit breaker per endpoint
-//! stops claiming after repeated failures and probes with one delivery after a cool-down;
-//! while it is open the deliveries stay due in the queue, no attempt is spent on them.
+//! ([`crate::store::Engine::claim_for`], leased, each package read in the same blocking
+//! call), POST the claimed packages concurrently (at most `per_endpoint_concurrency`),
+//! record each outcome in the store, and sleep a poll interval when nothing is due; a slot
+//! that frees is claimed again at once. Connections are kept alive and reused between
+//! attempts (at most `per_endpoint_concurrency` idle per endpoint; one whose answer was not
+//! read whole is closed). A circuit breaker per endpoint stops claiming after repeated
+//! failures and probes with one delivery after a cool-down; while it is open the deliveries
+//! stay due in the queue, no attempt is spent on them.
 //!
 //! The request: `POST <url>` with the original bytes (never re-serialized) and the headers
 //! `Truc-Message-Id`, `Truc-Delivery-Id` (stable across retries, for the receiver to
@@ -45,7 +46,7 @@ use tokio::net::TcpStream;
 
 use super::retry::{Decision, RetryPolicy};
 use crate::hub::Hub;
-use crate::store::{Claim, StoreError};
+use crate::store::{Claim, DeliveryView, StoreError};
 
 /// What an attempt's answer means for the delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -393,24 +394,27 @@ async fn post(
 
 /// One attempt: read the package, POST it, record the outcome. Returns whether the endpoint
 /// answered (for the circuit).
+/// A claimed delivery with what its attempt needs, read in the claim's blocking call (one
+/// hand-off to the blocking pool fewer per attempt).
+struct Claimed {
+    claim: Claim,
+    view: Result<Option<DeliveryView>, StoreError>,
+}
+
 async fn attempt(
     hub: Arc<Hub>,
     ep: Endpoint,
     idle: Arc<Idle>,
     settings: Arc<Settings>,
-    claim: Claim,
+    Claimed { claim, view }: Claimed,
 ) -> bool {
     let id = claim.delivery;
-    let h = hub.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let m = h.store.message(id.message)?;
-        let body = h.store.body(id.message)?;
-        let d = h.store.delivery(id)?;
-        Ok::<_, StoreError>((m, body, d))
-    })
-    .await;
-    let (m, body, d) = match read {
-        Ok(Ok((Some(m), Some(body), Some(d)))) => (m, body, d),
+    let (m, body, d) = match view {
+        Ok(Some(DeliveryView {
+            message,
+            body: Some(body),
+            delivery,
+        })) => (message, body, delivery),
         other => {
             tracing::error!(message = %id.message, delivery = %id, result = ?other.map(|r| r.map(|_| ())), "push: cannot read the package");
             return false;
@@ -573,9 +577,17 @@ async fn serve(
                 if h.store.is_paused(&agency)? {
                     return Ok((Vec::new(), true));
                 }
-                h.store
-                    .claim_for(&agency, h.clock.now(), lease, allowance)
-                    .map(|c| (c, false))
+                let claims = h
+                    .store
+                    .claim_for(&agency, h.clock.now(), lease, allowance)?;
+                let claimed = claims
+                    .into_iter()
+                    .map(|claim| Claimed {
+                        view: h.store.delivery_view(claim.delivery),
+                        claim,
+                    })
+                    .collect();
+                Ok::<_, StoreError>((claimed, false))
             })
             .await
             {

@@ -454,7 +454,8 @@ impl<K: Kv, L: Log> Engine<K, L> {
         // From here on the slot must reach the sync stage, written or not: it acknowledges
         // records in slot order and waits for every one.
         let written = inner.log.write(&slot, &head, &m.bytes);
-        drop(head);
+        // In the page cache now: the package's memory need not wait for the sync.
+        drop((head, m.bytes));
         let (tx, rx) = mpsc::sync_channel(1);
         let w = Written {
             seq: slot.seq,
@@ -465,7 +466,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             reply: tx,
         };
         if w.staged.is_err() {
-            self.inner.failed.store(true, Ordering::SeqCst);
+            inner.failed.store(true, Ordering::SeqCst);
         }
         if let Err(refused) = inner.to_sync.push([w]) {
             fail_all(refused, "the store is closing");
@@ -496,6 +497,27 @@ impl<K: Kv, L: Log> Engine<K, L> {
             return Ok(None);
         }
         self.inner.log.read(r.body).map(Some)
+    }
+
+    /// What an attempt at delivery `id` needs, from one read of its record: the message, its
+    /// bytes (`None` once purged) and the delivery; `None` for an unknown delivery.
+    pub fn delivery_view(&self, id: DeliveryId) -> Result<Option<DeliveryView>, StoreError> {
+        let Some(r) = self.inner.record(id.message)? else {
+            return Ok(None);
+        };
+        let Some(d) = r.delivery(id).cloned() else {
+            return Ok(None);
+        };
+        let body = if r.message.purged {
+            None
+        } else {
+            Some(self.inner.log.read(r.body)?)
+        };
+        Ok(Some(DeliveryView {
+            message: r.message,
+            body,
+            delivery: d,
+        }))
     }
 
     /// Every delivery of a message, by index.
@@ -711,7 +733,8 @@ impl<K: Kv, L: Log> Engine<K, L> {
         detail: Option<String>,
     ) -> Result<Delivery, StoreError> {
         self.inner.transition(id, now, what, detail, |d| {
-            (matches!(d.state, State::InFlight { .. }) && d.attempts == attempt).then_some(state)
+            (matches!(d.state, State::InFlight { .. }) && d.attempts == attempt)
+                .then(|| state.clone())
         })
     }
 
@@ -817,7 +840,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
             updated_at: now,
             ..d
         };
-        inner.commit(&mut r, next.clone(), now, "requeued", None)?;
+        inner.commit(&mut r, next.clone(), now, "requeued", None, None)?;
         Ok(next)
     }
 
@@ -1448,7 +1471,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 attempt: next.attempts,
                 lease_until,
             });
-            self.commit(&mut r, next, now, "claimed", Some(detail))?;
+            self.commit(&mut r, next, now, "claimed", Some(detail), None)?;
         }
         Ok(claims)
     }
@@ -1551,8 +1574,14 @@ impl<K: Kv, L: Log> Inner<K, L> {
         now: Timestamp,
         what: &'static str,
         detail: Option<String>,
-        next: impl FnOnce(&Delivery) -> Option<State>,
+        next: impl Fn(&Delivery) -> Option<State>,
     ) -> Result<Delivery, StoreError> {
+        // Signing the receipt of a final state is most of a transition's cost: it is done
+        // before the writer lock is taken, from the record as read then, and used only if
+        // the message and the delivery are unchanged once the lock is held (otherwise the
+        // receipt is signed again under the lock). `next` is a pure function of the delivery,
+        // so an unchanged delivery moves to the same state and gets the same receipt.
+        let signed = self.sign_ahead(id, now, &next);
         let _w = self.lock();
         let mut r = self.record_of(id)?;
         let Some(d) = r.delivery(id).cloned() else {
@@ -1565,17 +1594,49 @@ impl<K: Kv, L: Log> Inner<K, L> {
                 what,
             });
         };
+        let receipt = signed
+            .filter(|s| s.message == r.message && s.delivery == d)
+            .map(|s| s.receipt);
         let new = Delivery {
             state,
             updated_at: now,
             ..d
         };
-        self.commit(&mut r, new.clone(), now, what, detail)?;
+        self.commit(&mut r, new.clone(), now, what, detail, receipt)?;
         Ok(new)
     }
 
+    /// The receipt a transition of delivery `id` by `next` would get, signed from the record
+    /// as it is now (no lock held), with what it was signed from; `None` when there is no
+    /// receipt to sign (no builder, no final state, or nothing to move).
+    fn sign_ahead(
+        &self,
+        id: DeliveryId,
+        now: Timestamp,
+        next: &impl Fn(&Delivery) -> Option<State>,
+    ) -> Option<SignedAhead> {
+        let build = self.receipts.get()?;
+        let r = self.record(id.message).ok()??;
+        let d = r.delivery(id)?.clone();
+        let state = next(&d)?;
+        let kind = receipt_kind(&state).filter(|_| !d.state.is_terminal())?;
+        let new = Delivery {
+            state,
+            updated_at: now,
+            ..d.clone()
+        };
+        let receipt = build(&r.message, &new, kind);
+        Some(SignedAhead {
+            message: r.message,
+            delivery: d,
+            receipt,
+        })
+    }
+
     /// Writes one delivery's move to `new` in one batch: the record, the index entries that
-    /// change, and the event. The caller holds the writer lock.
+    /// change, the event, and for a final state its receipt (`signed`, when it was signed
+    /// ahead from this very record and move; otherwise signed here). The caller holds the
+    /// writer lock.
     fn commit(
         &self,
         r: &mut Record,
@@ -1583,6 +1644,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
         now: Timestamp,
         what: &str,
         detail: Option<String>,
+        signed: Option<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let i = usize::from(new.id.index);
         let Some(old) = r.deliveries.get(i) else {
@@ -1603,7 +1665,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
         }
         let kind = receipt_kind(&new.state).filter(|_| !old.state.is_terminal());
         if let (Some(kind), Some(build)) = (kind, self.receipts.get()) {
-            let receipt = build(&r.message, &new, kind);
+            let receipt = signed.unwrap_or_else(|| build(&r.message, &new, kind));
             batch.push((keys::delivery_receipt(new.id, kind), Some(receipt)));
             let feed = keys::feed_of(&r.message.sender);
             let seq = match self.kv.last(&feed, &keys::prefix_end(&feed))? {
@@ -1881,6 +1943,13 @@ impl<K: Kv, L: Log> Inner<K, L> {
         // (A later acceptance's id is also at least its arrival time's first id.)
         Ok(n)
     }
+}
+
+/// A receipt signed before the writer lock was taken, and the record it was signed from.
+struct SignedAhead {
+    message: Message,
+    delivery: Delivery,
+    receipt: Vec<u8>,
 }
 
 /// What earlier acceptances of one commit group decided.

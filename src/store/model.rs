@@ -293,6 +293,17 @@ impl fmt::Display for StateName {
     }
 }
 
+/// What an attempt at one delivery needs, from one read of its message's record.
+#[derive(Clone, Debug)]
+pub struct DeliveryView {
+    /// The message.
+    pub message: Message,
+    /// The package bytes (`None` once purged).
+    pub body: Option<Vec<u8>>,
+    /// The delivery.
+    pub delivery: Delivery,
+}
+
 /// One recipient's copy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {

@@ -278,6 +278,18 @@ fn claims_lease_and_expired_leases_come_back() {
                 (1, t(60), H29)
             );
             assert!(s.claim(t(30), lease, 10).unwrap().is_empty(), "leased");
+            // What the push worker reads for its attempt, in one read of the record.
+            let view = s.delivery_view(c[0].delivery).unwrap().unwrap();
+            assert_eq!(
+                (view.message.id, view.body.as_deref()),
+                (id, Some(&b"x"[..]))
+            );
+            assert_eq!(view.delivery.state, State::InFlight { lease_until: t(60) });
+            let unknown = DeliveryId {
+                message: id,
+                index: 2,
+            };
+            assert!(s.delivery_view(unknown).unwrap().is_none());
             // The worker died: after the lease the delivery is due again, attempt 2.
             let again = s.claim(t(61), lease, 10).unwrap();
             assert_eq!((again[0].delivery, again[0].attempt), (c[0].delivery, 2));
