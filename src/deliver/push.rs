@@ -392,8 +392,6 @@ async fn post(
     Ok((status, out))
 }
 
-/// One attempt: read the package, POST it, record the outcome. Returns whether the endpoint
-/// answered (for the circuit).
 /// A claimed delivery with what its attempt needs, read in the claim's blocking call (one
 /// hand-off to the blocking pool fewer per attempt).
 struct Claimed {
@@ -401,6 +399,8 @@ struct Claimed {
     view: Result<Option<DeliveryView>, StoreError>,
 }
 
+/// One attempt: POST the package read with its claim, record the outcome. Returns whether
+/// the endpoint answered (for the circuit).
 async fn attempt(
     hub: Arc<Hub>,
     ep: Endpoint,

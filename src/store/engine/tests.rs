@@ -784,6 +784,41 @@ fn finished_deliveries_get_receipts_in_the_senders_feed() {
     }
 }
 
+#[test]
+fn feed_positions_follow_on_across_a_restart() {
+    let mut h = Harness::disk();
+    let builder =
+        || -> ReceiptBuilder { Box::new(|_, d, kind| format!("{kind}:{}", d.id).into_bytes()) };
+    let acked = |h: &Harness, bytes: &[u8], at: i64| {
+        with!(h, |s| {
+            let id = accept(s, new(G12, &[(H41, Mode::Pull)], bytes, None, t(at)));
+            s.ack(
+                DeliveryId {
+                    message: id,
+                    index: 0,
+                },
+                t(at + 1),
+            )
+            .unwrap();
+        })
+    };
+    with!(&h, |s| s.set_receipts(builder()).unwrap());
+    acked(&h, b"one", 0);
+    acked(&h, b"two", 2);
+    h.restart();
+    with!(&h, |s| s.set_receipts(builder()).unwrap());
+    acked(&h, b"three", 4);
+    with!(&h, |s| {
+        let seqs: Vec<u64> = s
+            .receipts_for(G12, None, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [0, 1, 2], "one position each, none reused or skipped");
+    });
+}
+
 /// Identical packages and reused DocumentIds sent at the same moment, so that they meet in
 /// one commit group: one message each, every duplicate answered with its id and receipt, every
 /// other new document with the same DocumentId refused.
