@@ -176,11 +176,14 @@ impl<T> Handoff<T> {
 /// A record whose write returned, waiting for the sync that makes it durable; or a reserved
 /// record whose write failed (a hole in the log: nothing after it may be acknowledged).
 struct Written {
-    /// The record's rank in log order.
-    seq: u64,
-    staged: Result<(Staged, Slot), StoreError>,
+    /// Where the record is, and its rank in log order.
+    slot: Slot,
+    staged: Result<Staged, StoreError>,
     reply: Reply,
 }
+
+/// Why an acceptance is refused once a log write or sync has failed.
+const LOG_FAILED: &str = "an earlier log write or sync failed; restart the hub to recover";
 
 /// Where an acceptance's answer goes.
 type Reply = mpsc::SyncSender<Result<Accepted, StoreError>>;
@@ -443,9 +446,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         inner.conflict(&meta)?;
         let receipt = receipt(meta.id, &digest).map_err(StoreError::Receipt)?;
         if inner.failed.load(Ordering::SeqCst) {
-            return Err(StoreError::Io(
-                "an earlier log write or sync failed; restart the hub to recover".into(),
-            ));
+            return Err(StoreError::Io(LOG_FAILED.into()));
         }
         // The record is encoded and copied into the log on this thread, beside the other
         // submitters'; only the reservation of its place is serial.
@@ -458,11 +459,8 @@ impl<K: Kv, L: Log> Engine<K, L> {
         drop((head, m.bytes));
         let (tx, rx) = mpsc::sync_channel(1);
         let w = Written {
-            seq: slot.seq,
-            staged: written.map(|()| {
-                let staged = Staged::new(meta, &digest, receipt, slot.body, slot.end);
-                (staged, slot)
-            }),
+            staged: written.map(|()| Staged::new(meta, &digest, receipt, slot.body, slot.end)),
+            slot,
             reply: tx,
         };
         if w.staged.is_err() {
@@ -493,10 +491,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let Some(r) = self.inner.record(id)? else {
             return Err(StoreError::NotFound(format!("message {id}")));
         };
-        if r.message.purged {
-            return Ok(None);
-        }
-        self.inner.log.read(r.body).map(Some)
+        self.inner.body_of(&r)
     }
 
     /// What an attempt at delivery `id` needs, from one read of its record: the message, its
@@ -508,11 +503,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let Some(d) = r.delivery(id).cloned() else {
             return Ok(None);
         };
-        let body = if r.message.purged {
-            None
-        } else {
-            Some(self.inner.log.read(r.body)?)
-        };
+        let body = self.inner.body_of(&r)?;
         Ok(Some(DeliveryView {
             message: r.message,
             body,
@@ -732,18 +723,18 @@ impl<K: Kv, L: Log> Engine<K, L> {
         state: State,
         detail: Option<String>,
     ) -> Result<Delivery, StoreError> {
-        self.inner.transition(id, now, what, detail, |d| {
-            (matches!(d.state, State::InFlight { .. }) && d.attempts == attempt)
-                .then(|| state.clone())
+        self.inner.transition(id, now, what, detail, state, |d| {
+            matches!(d.state, State::InFlight { .. }) && d.attempts == attempt
         })
     }
 
     /// A pull recipient acknowledged it.
     pub fn ack(&self, id: DeliveryId, now: Timestamp) -> Result<Delivery, StoreError> {
-        self.inner.transition(id, now, "acknowledged", None, |d| {
-            (d.mode == Mode::Pull && d.state == State::Queued)
-                .then_some(State::Delivered { at: now })
-        })
+        let state = State::Delivered { at: now };
+        self.inner
+            .transition(id, now, "acknowledged", None, state, |d| {
+                d.mode == Mode::Pull && d.state == State::Queued
+            })
     }
 
     /// A pull recipient refused it.
@@ -753,12 +744,13 @@ impl<K: Kv, L: Log> Engine<K, L> {
         reason: &str,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
+        let state = State::Rejected {
+            at: now,
+            reason: reason.to_owned(),
+        };
         self.inner
-            .transition(id, now, "rejected", Some(reason.to_owned()), |d| {
-                (d.mode == Mode::Pull && d.state == State::Queued).then(|| State::Rejected {
-                    at: now,
-                    reason: reason.to_owned(),
-                })
+            .transition(id, now, "rejected", Some(reason.to_owned()), state, |d| {
+                d.mode == Mode::Pull && d.state == State::Queued
             })
     }
 
@@ -786,12 +778,13 @@ impl<K: Kv, L: Log> Engine<K, L> {
         reason: &str,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
+        let state = State::Cancelled {
+            at: now,
+            reason: reason.to_owned(),
+        };
         self.inner
-            .transition(id, now, "cancelled", Some(reason.to_owned()), |d| {
-                (!d.state.is_terminal()).then(|| State::Cancelled {
-                    at: now,
-                    reason: reason.to_owned(),
-                })
+            .transition(id, now, "cancelled", Some(reason.to_owned()), state, |d| {
+                !d.state.is_terminal()
             })
     }
 
@@ -810,10 +803,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
 
     /// Makes a waiting push delivery due now (operator action).
     pub fn retry_now(&self, id: DeliveryId, now: Timestamp) -> Result<Delivery, StoreError> {
-        self.inner.transition(id, now, "retry-now", None, |d| {
-            (d.mode == Mode::Push && matches!(d.state, State::Retrying { .. } | State::Queued))
-                .then_some(State::Queued)
-        })
+        self.inner
+            .transition(id, now, "retry-now", None, State::Queued, |d| {
+                d.mode == Mode::Push && matches!(d.state, State::Retrying { .. } | State::Queued)
+            })
     }
 
     /// Puts a dead delivery back in its queue, attempts and age starting over (operator
@@ -1368,6 +1361,14 @@ impl<K: Kv, L: Log> Inner<K, L> {
             .transpose()
     }
 
+    /// A record's package bytes from the log (`None` once purged).
+    fn body_of(&self, r: &Record) -> Result<Option<Vec<u8>>, StoreError> {
+        if r.message.purged {
+            return Ok(None);
+        }
+        self.log.read(r.body).map(Some)
+    }
+
     /// The record holding delivery `id`.
     fn record_of(&self, id: DeliveryId) -> Result<Record, StoreError> {
         self.record(id.message)?
@@ -1567,33 +1568,34 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(())
     }
 
-    /// Applies `next(delivery)` if it returns a state; otherwise the transition is invalid.
+    /// Moves the delivery to `state` if `allowed(delivery)`; otherwise the transition is
+    /// invalid.
     fn transition(
         &self,
         id: DeliveryId,
         now: Timestamp,
         what: &'static str,
         detail: Option<String>,
-        next: impl Fn(&Delivery) -> Option<State>,
+        state: State,
+        allowed: impl Fn(&Delivery) -> bool,
     ) -> Result<Delivery, StoreError> {
         // Signing the receipt of a final state is most of a transition's cost: it is done
         // before the writer lock is taken, from the record as read then, and used only if
         // the message and the delivery are unchanged once the lock is held (otherwise the
-        // receipt is signed again under the lock). `next` is a pure function of the delivery,
-        // so an unchanged delivery moves to the same state and gets the same receipt.
-        let signed = self.sign_ahead(id, now, &next);
+        // receipt is signed again under the lock).
+        let signed = self.sign_ahead(id, now, &state, &allowed);
         let _w = self.lock();
         let mut r = self.record_of(id)?;
         let Some(d) = r.delivery(id).cloned() else {
             return Err(StoreError::NotFound(format!("delivery {id}")));
         };
-        let Some(state) = next(&d) else {
+        if !allowed(&d) {
             return Err(StoreError::InvalidTransition {
                 delivery: id,
                 state: d.state.name(),
                 what,
             });
-        };
+        }
         let receipt = signed
             .filter(|s| s.message == r.message && s.delivery == d)
             .map(|s| s.receipt);
@@ -1606,22 +1608,26 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(new)
     }
 
-    /// The receipt a transition of delivery `id` by `next` would get, signed from the record
-    /// as it is now (no lock held), with what it was signed from; `None` when there is no
-    /// receipt to sign (no builder, no final state, or nothing to move).
+    /// The receipt the move of delivery `id` to `state` would get, signed from the record as
+    /// it is now (no lock held), with what it was signed from; `None` when there is no
+    /// receipt to sign (no builder, not a final state, or a move not allowed now). Reads
+    /// nothing for a move to a state without a receipt.
     fn sign_ahead(
         &self,
         id: DeliveryId,
         now: Timestamp,
-        next: &impl Fn(&Delivery) -> Option<State>,
+        state: &State,
+        allowed: &impl Fn(&Delivery) -> bool,
     ) -> Option<SignedAhead> {
         let build = self.receipts.get()?;
+        let kind = receipt_kind(state)?;
         let r = self.record(id.message).ok()??;
         let d = r.delivery(id)?.clone();
-        let state = next(&d)?;
-        let kind = receipt_kind(&state).filter(|_| !d.state.is_terminal())?;
+        if !allowed(&d) || d.state.is_terminal() {
+            return None;
+        }
         let new = Delivery {
-            state,
+            state: state.clone(),
             updated_at: now,
             ..d.clone()
         };
@@ -1705,7 +1711,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
         // the page cache may not hold what was written), so nothing after it is acknowledged.
         let mut broken = false;
         while let Some(items) = self.to_sync.take() {
-            held.extend(items.into_iter().map(|w| (w.seq, w)));
+            held.extend(items.into_iter().map(|w| (w.slot.seq, w)));
             let mut group = Vec::new();
             while let Some(w) = held.remove(&next) {
                 next += 1;
@@ -1717,12 +1723,9 @@ impl<K: Kv, L: Log> Inner<K, L> {
             let mut ready = Vec::with_capacity(group.len());
             for w in group {
                 match w.staged {
-                    Ok(staged) if !broken => ready.push((staged, w.reply)),
+                    Ok(staged) if !broken => ready.push((staged, w.slot, w.reply)),
                     Ok(_) => {
-                        let _ = w.reply.send(Err(StoreError::Io(
-                            "an earlier log write or sync failed; restart the hub to recover"
-                                .into(),
-                        )));
+                        let _ = w.reply.send(Err(StoreError::Io(LOG_FAILED.into())));
                     }
                     Err(e) => {
                         broken = true;
@@ -1741,24 +1744,24 @@ impl<K: Kv, L: Log> Inner<K, L> {
 
     /// Syncs, applies and answers one group of records in log order; false if the sync
     /// failed.
-    fn commit_group(&self, group: Vec<((Staged, Slot), Reply)>) -> bool {
+    fn commit_group(&self, group: Vec<(Staged, Slot, Reply)>) -> bool {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         let records = group.len();
         let started = crate::clock::monotonic();
-        let slots: Vec<&Slot> = group.iter().map(|((_, slot), _)| slot).collect();
+        let slots: Vec<&Slot> = group.iter().map(|(_, slot, _)| slot).collect();
         if let Err(e) = self.log.sync(&slots) {
             self.failed.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, "log fdatasync failed: refusing acceptances until restart");
-            for (_, reply) in group {
+            for (_, _, reply) in group {
                 let _ = reply.send(Err(StoreError::Io(format!("log sync: {e}"))));
             }
             return false;
         }
         let (staged, replies): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .map(|((staged, _), reply)| (staged, reply))
+            .map(|(staged, _, reply)| (staged, reply))
             .unzip();
         let synced = crate::clock::monotonic();
         let applied = self.apply_group(staged, false);

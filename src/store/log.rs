@@ -92,6 +92,13 @@ pub struct Slot {
     file: Option<Arc<SegmentFile>>,
 }
 
+impl Slot {
+    /// The segment the record is in.
+    pub fn segment(&self) -> u64 {
+        self.end.segment
+    }
+}
+
 /// A segment open for writing, shared by the slots reserved in it.
 #[derive(Debug)]
 struct SegmentFile {
@@ -118,13 +125,6 @@ impl SegmentFile {
                 tracing::debug!(error = %e, "posix_fadvise on a log segment");
             }
         }
-    }
-}
-
-impl Slot {
-    /// The segment the record is in.
-    pub fn segment(&self) -> u64 {
-        self.end.segment
     }
 }
 

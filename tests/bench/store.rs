@@ -37,9 +37,7 @@ fn dir() -> tempfile::TempDir {
 }
 
 fn message(tag: u64, size: usize) -> NewMessage {
-    let mut bytes = format!("<edXML>{tag}</edXML>").into_bytes();
-    bytes.resize(size, b'x');
-    message_of(bytes.into())
+    message_in(None, tag, size)
 }
 
 /// A package of `size` bytes tagged `tag`, built in `spare` (the buffer of an earlier one the
@@ -52,10 +50,6 @@ fn message_in(spare: Option<bytes::BytesMut>, tag: u64, size: usize) -> NewMessa
     let mut w = (&mut b).writer();
     write!(w, "<edXML>{tag}</edXML>").unwrap();
     b.resize(size, b'x');
-    message_of(b.freeze())
-}
-
-fn message_of(bytes: bytes::Bytes) -> NewMessage {
     NewMessage {
         kind: Kind::Edoc,
         sender: "000.00.00.G12".into(),
@@ -73,7 +67,7 @@ fn message_of(bytes: bytes::Bytes) -> NewMessage {
         business_doc_type: None,
         verdict: "valid".into(),
         summary: Default::default(),
-        bytes,
+        bytes: b.freeze(),
         received_at: Timestamp::from_second(1_780_000_000).unwrap(),
     }
 }
