@@ -2,11 +2,17 @@
 //!
 //! # Architecture
 //! One task per push endpoint (agency), so a dead or slow endpoint only ever holds up its
-//! own queue. Each task loops: claim what is due for its agency from the store
-//! ([`crate::store::Engine::claim_for`], leased, each package read in the same blocking
-//! call), POST the claimed packages concurrently (at most `per_endpoint_concurrency`),
-//! record each outcome in the store, and sleep a poll interval when nothing is due; a slot
-//! that frees is claimed again at once. Connections are kept alive and reused between
+//! own queue. Each task loops in rounds: one blocking call
+//! ([`crate::store::Engine::push_round`], one writer lock, one map batch) records the
+//! outcomes of every attempt finished since the last round and claims as many due
+//! deliveries as there are free slots (leased; the packages read after the lock is
+//! released); the claimed packages are POSTed concurrently (at most
+//! `per_endpoint_concurrency`); when nothing is due the task sleeps a poll interval. Each
+//! attempt, once answered, signs its receipt (delivery or failure) on a blocking thread of
+//! its own ([`crate::store::Engine::prepare`], from the message and delivery it was claimed
+//! with; the round keeps it only if the record still holds exactly those), so the round
+//! itself only reads and writes the map. The more attempts finish together, the more one
+//! round (and one sled batch, which sled 0.34 writes out every time) carries. Connections are kept alive and reused between
 //! attempts (at most `per_endpoint_concurrency` idle per endpoint; one whose answer was not
 //! read whole is closed). A circuit breaker per endpoint stops claiming after repeated
 //! failures and probes with one delivery after a cool-down; while it is open the deliveries
@@ -29,9 +35,10 @@
 //!   I/O.
 //! - An attempt is recorded with the attempt number of its claim: a late answer after the
 //!   lease expired and another worker claimed it again is refused by the store, not
-//!   double-counted.
+//!   double-counted. A round that fails to write changes nothing; its outcomes are logged
+//!   as not recorded and their leases expire (at-least-once).
 //! - Shutdown: the loop stops claiming; attempts in flight finish (bounded by the push
-//!   timeout) and are recorded.
+//!   timeout) and are recorded in one last round.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +53,7 @@ use tokio::net::TcpStream;
 
 use super::retry::{Decision, RetryPolicy};
 use crate::hub::Hub;
-use crate::store::{Claim, DeliveryView, StoreError};
+use crate::store::{AttemptResult, Attempted, Claim, Delivery, DeliveryView, Prepared, StoreError};
 
 /// What an attempt's answer means for the delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -392,32 +399,43 @@ async fn post(
     Ok((status, out))
 }
 
-/// A claimed delivery with what its attempt needs, read in the claim's blocking call (one
-/// hand-off to the blocking pool fewer per attempt).
-struct Claimed {
-    claim: Claim,
-    view: Result<Option<DeliveryView>, StoreError>,
+/// What one attempt came to, for the next round to record: the store's outcome (`None`
+/// when the package could not even be read: the claim is left to expire), whether the
+/// endpoint answered (for the circuit), and what to log.
+struct Finished {
+    attempted: Option<Prepared>,
+    reached: bool,
+    outcome: Outcome,
 }
 
-/// One attempt: POST the package read with its claim, record the outcome. Returns whether
-/// the endpoint answered (for the circuit).
+/// One attempt: POST the package read with its claim; the outcome is recorded by the next
+/// round of [`serve`].
 async fn attempt(
     hub: Arc<Hub>,
     ep: Endpoint,
     idle: Arc<Idle>,
     settings: Arc<Settings>,
-    Claimed { claim, view }: Claimed,
-) -> bool {
+    claim: Claim,
+    view: Result<DeliveryView, StoreError>,
+) -> Finished {
     let id = claim.delivery;
     let (m, body, d) = match view {
-        Ok(Some(DeliveryView {
+        Ok(DeliveryView {
             message,
             body: Some(body),
             delivery,
-        })) => (message, body, delivery),
+        }) => (message, body, delivery),
         other => {
-            tracing::error!(message = %id.message, delivery = %id, result = ?other.map(|r| r.map(|_| ())), "push: cannot read the package");
-            return false;
+            let why = match other {
+                Err(e) => e.to_string(),
+                Ok(_) => "the package bytes were purged".to_owned(),
+            };
+            tracing::error!(message = %id.message, delivery = %id, error = %why, "push: cannot read the package");
+            return Finished {
+                attempted: None,
+                reached: false,
+                outcome: Outcome::Retry(why),
+            };
         }
     };
     let headers = [
@@ -433,41 +451,71 @@ async fn attempt(
         Ok(Err(e)) => classify(Err(e)),
         Err(_) => classify(Err(&format!("no answer within {:?}", settings.timeout))),
     };
-    let reached = !matches!(outcome, Outcome::Retry(_));
-    let attempt = claim.attempt;
-    let h = hub.clone();
-    let record = tokio::task::spawn_blocking(move || {
-        let now = h.clock.now();
-        match &outcome {
-            Outcome::Delivered => h.store.delivered(id, attempt, now),
-            Outcome::Rejected(why) => h.store.rejected(id, attempt, why, now),
-            Outcome::Retry(why) => {
-                let next = match settings.retry.next(attempt, d.since, now, random()) {
-                    Decision::At(t) => Some(t),
-                    Decision::GiveUp => None,
-                };
-                h.store.failed(id, attempt, why, next, now)
+    let result = match &outcome {
+        Outcome::Delivered => AttemptResult::Delivered,
+        Outcome::Rejected(why) => AttemptResult::Rejected(why.clone()),
+        Outcome::Retry(why) => {
+            let now = hub.clock.now();
+            let retry_at = match settings.retry.next(claim.attempt, d.since, now, random()) {
+                Decision::At(t) => Some(t),
+                Decision::GiveUp => None,
+            };
+            AttemptResult::Failed {
+                error: why.clone(),
+                retry_at,
             }
         }
-        .map(|d| (outcome.clone(), d))
-    })
-    .await;
-    match record {
-        Ok(Ok((outcome, d))) => {
-            hub.metrics.delivery_attempt(d.state.name());
-            tracing::info!(
-                message = %id.message, delivery = %id, recipient = %ep.agency, attempt,
-                state = %d.state.name(), outcome = ?outcome, "push attempt"
-            )
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(message = %id.message, delivery = %id, error = %e, "push: outcome not recorded")
-        }
+    };
+    let attempted = Attempted {
+        delivery: id,
+        attempt: claim.attempt,
+        result,
+    };
+    // Signing a final state's receipt is the costly part of recording: done here, for
+    // each attempt on its own blocking thread, so the round only writes.
+    let h = hub.clone();
+    let prepared =
+        tokio::task::spawn_blocking(move || h.store.prepare(attempted, m, d, h.clock.now())).await;
+    let reached = !matches!(outcome, Outcome::Retry(_));
+    match prepared {
+        Ok(p) => Finished {
+            attempted: Some(p),
+            reached,
+            outcome,
+        },
         Err(e) => {
-            tracing::error!(message = %id.message, delivery = %id, error = %e, "push: recording task failed")
+            tracing::error!(message = %id.message, delivery = %id, error = %e, "push: recording task failed");
+            Finished {
+                attempted: None,
+                reached,
+                outcome,
+            }
         }
     }
-    reached
+}
+
+/// Logs and counts what a round recorded of each finished attempt.
+fn log_recorded(
+    hub: &Hub,
+    ep: &Endpoint,
+    done: Vec<(Attempted, Outcome)>,
+    recorded: Vec<Result<Delivery, StoreError>>,
+) {
+    for ((a, outcome), r) in done.into_iter().zip(recorded) {
+        let (id, attempt) = (a.delivery, a.attempt);
+        match r {
+            Ok(d) => {
+                hub.metrics.delivery_attempt(d.state.name());
+                tracing::info!(
+                    message = %id.message, delivery = %id, recipient = %ep.agency, attempt,
+                    state = %d.state.name(), outcome = ?outcome, "push attempt"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(message = %id.message, delivery = %id, error = %e, "push: outcome not recorded")
+            }
+        }
+    }
 }
 
 /// Pushes the receipts issued for the endpoint's agency (as a sender) since the last one it
@@ -545,9 +593,61 @@ fn random() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Unrecorded outcomes of finished attempts, with what to log of each.
+type Done = Vec<(Prepared, Outcome)>;
+
+/// One round in the store for `ep`: records `done` (emptied) and claims up to `allowance`
+/// deliveries unless the endpoint is paused. The claims, and whether it is paused.
+async fn round(
+    hub: &Arc<Hub>,
+    ep: &Endpoint,
+    done: &mut Done,
+    allowance: usize,
+    lease: Duration,
+) -> (Vec<(Claim, Result<DeliveryView, StoreError>)>, bool) {
+    let (h, agency) = (hub.clone(), ep.agency.clone());
+    let (outcomes, logged): (Vec<Prepared>, Vec<_>) = std::mem::take(done)
+        .into_iter()
+        .map(|(p, outcome)| {
+            let a = p.attempted().clone();
+            (p, (a, outcome))
+        })
+        .unzip();
+    let round = tokio::task::spawn_blocking(move || {
+        let paused = allowance > 0 && h.store.is_paused(&agency)?;
+        let limit = if paused { 0 } else { allowance };
+        let round = h
+            .store
+            .push_round(&agency, outcomes, h.clock.now(), lease, limit)?;
+        Ok::<_, StoreError>((round, paused))
+    })
+    .await;
+    match round {
+        Ok(Ok((round, paused))) => {
+            log_recorded(hub, ep, logged, round.recorded);
+            (round.claimed, paused)
+        }
+        other => {
+            // Nothing was recorded: each outcome is lost with its lease, which expires and
+            // makes the delivery due again (at-least-once).
+            let error = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the store task failed".to_owned(),
+            };
+            tracing::error!(recipient = %ep.agency, error = %error, "push: store round failed");
+            for (a, _) in logged {
+                tracing::warn!(message = %a.delivery.message, delivery = %a.delivery, error = %error, "push: outcome not recorded");
+            }
+            (Vec::new(), false)
+        }
+    }
+}
+
 /// Serves one endpoint until `stop` is set: up to `per_endpoint_concurrency` attempts in
-/// flight at all times (a slot that frees is claimed again at once, without waiting for the
-/// others), on kept-alive connections.
+/// flight at all times, on kept-alive connections. Each [`round`] is one blocking call and
+/// one store batch ([`crate::store::Engine::push_round`]): it records every attempt
+/// finished since the last round and claims as many deliveries as there are free slots, so
+/// a slot that frees is claimed again at once.
 async fn serve(
     hub: Arc<Hub>,
     ep: Endpoint,
@@ -558,61 +658,52 @@ async fn serve(
     let lease = settings.timeout.saturating_mul(2) + Duration::from_secs(5);
     let idle = Arc::new(Idle::default());
     let mut in_flight = tokio::task::JoinSet::new();
-    let record = |circuit: &mut Circuit, r: Result<bool, tokio::task::JoinError>| match r {
-        Ok(true) => circuit.success(),
-        _ => circuit.failure(Instant::now()),
+    let mut done: Done = Vec::new();
+    let finish = |circuit: &mut Circuit, done: &mut Done, r: Result<Finished, _>| match r {
+        Ok(Finished {
+            attempted,
+            reached,
+            outcome,
+        }) => {
+            if reached {
+                circuit.success();
+            } else {
+                circuit.failure(Instant::now());
+            }
+            if let Some(a) = attempted {
+                done.push((a, outcome));
+            }
+        }
+        Err(_) => circuit.failure(Instant::now()),
     };
     while !*stop.borrow() {
         hub.push_live.set(&ep.agency, circuit.state(Instant::now()));
         let allowance = circuit
             .allowance(Instant::now(), settings.concurrency.max(1))
             .saturating_sub(in_flight.len());
-        // An operator's pause holds everything for the endpoint (packages and receipts);
-        // the deliveries stay due in the queue.
-        let (claims, paused) = if allowance == 0 {
-            (Vec::new(), false)
+        let (claims, paused) = if allowance > 0 || !done.is_empty() {
+            round(&hub, &ep, &mut done, allowance, lease).await
         } else {
-            let (h, agency) = (hub.clone(), ep.agency.clone());
-            match tokio::task::spawn_blocking(move || {
-                if h.store.is_paused(&agency)? {
-                    return Ok((Vec::new(), true));
-                }
-                let claims = h
-                    .store
-                    .claim_for(&agency, h.clock.now(), lease, allowance)?;
-                let claimed = claims
-                    .into_iter()
-                    .map(|claim| Claimed {
-                        view: h.store.delivery_view(claim.delivery),
-                        claim,
-                    })
-                    .collect();
-                Ok::<_, StoreError>((claimed, false))
-            })
-            .await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::error!(recipient = %ep.agency, error = %e, "push: claim failed");
-                    (Vec::new(), false)
-                }
-                Err(_) => (Vec::new(), false),
-            }
+            (Vec::new(), false)
         };
         if !claims.is_empty() {
-            for c in claims {
+            for (claim, view) in claims {
                 in_flight.spawn(attempt(
                     hub.clone(),
                     ep.clone(),
                     idle.clone(),
                     settings.clone(),
-                    c,
+                    claim,
+                    view,
                 ));
             }
             if in_flight.len() >= settings.concurrency.max(1) {
                 if let Some(r) = in_flight.join_next().await {
-                    record(&mut circuit, r);
+                    finish(&mut circuit, &mut done, r);
                 }
+            }
+            while let Some(r) = in_flight.try_join_next() {
+                finish(&mut circuit, &mut done, r);
             }
             continue;
         }
@@ -622,7 +713,10 @@ async fn serve(
             tokio::select! {
                 r = in_flight.join_next() => {
                     if let Some(r) = r {
-                        record(&mut circuit, r);
+                        finish(&mut circuit, &mut done, r);
+                    }
+                    while let Some(r) = in_flight.try_join_next() {
+                        finish(&mut circuit, &mut done, r);
                     }
                 }
                 _ = tokio::time::sleep(settings.poll) => {}
@@ -652,9 +746,12 @@ async fn serve(
             _ = stop.changed() => {}
         }
     }
-    // Shutdown: the attempts in flight finish and are recorded.
+    // Shutdown: the attempts in flight finish, and their outcomes are recorded.
     while let Some(r) = in_flight.join_next().await {
-        record(&mut circuit, r);
+        finish(&mut circuit, &mut done, r);
+    }
+    if !done.is_empty() {
+        round(&hub, &ep, &mut done, 0, lease).await;
     }
 }
 

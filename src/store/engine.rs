@@ -500,15 +500,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let Some(r) = self.inner.record(id.message)? else {
             return Ok(None);
         };
-        let Some(d) = r.delivery(id).cloned() else {
+        if r.delivery(id).is_none() {
             return Ok(None);
-        };
-        let body = self.inner.body_of(&r)?;
-        Ok(Some(DeliveryView {
-            message: r.message,
-            body,
-            delivery: d,
-        }))
+        }
+        self.inner.view(r, id).map(Some)
     }
 
     /// Every delivery of a message, by index.
@@ -637,7 +632,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         }
         due.sort_unstable();
         due.truncate(limit);
-        inner.claim(due.into_iter().map(|(_, id)| id).collect(), now, lease)
+        inner.claim_now(due.into_iter().map(|(_, id)| id).collect(), now, lease)
     }
 
     /// Claims up to `limit` push deliveries to `recipient` due at `now` (for a worker that
@@ -652,7 +647,96 @@ impl<K: Kv, L: Log> Engine<K, L> {
         let inner = &self.inner;
         let _w = inner.lock();
         let due = inner.due(recipient, now, limit)?;
-        inner.claim(due.into_iter().map(|(_, id)| id).collect(), now, lease)
+        inner.claim_now(due.into_iter().map(|(_, id)| id).collect(), now, lease)
+    }
+
+    /// Makes a finished attempt's outcome at `now` ready for [`Engine::push_round`]: the
+    /// receipt of a final state is signed here, no lock held and nothing read, from the
+    /// message and delivery the attempt was claimed with (its [`DeliveryView`]); the round
+    /// uses it only if the record still holds exactly those, and signs again otherwise.
+    /// Callers do this for each attempt on its own thread, in parallel.
+    pub fn prepare(
+        &self,
+        attempted: Attempted,
+        message: Message,
+        delivery: Delivery,
+        now: Timestamp,
+    ) -> Prepared {
+        let m = attempt_move(&attempted.result, now);
+        let allowed = finishable(attempted.attempt);
+        let signed = self
+            .inner
+            .sign_from(message, delivery, now, &m.state, &allowed);
+        Prepared {
+            attempted,
+            now,
+            m,
+            signed,
+        }
+    }
+
+    /// One round of a push worker for `recipient`, under one writer lock and in one map
+    /// batch: records the outcomes of finished attempts ([`Engine::prepare`]d: each as
+    /// [`Engine::delivered`], [`Engine::rejected`] or [`Engine::failed`] would at the time
+    /// it was prepared, with the receipt signed then if the delivery has not changed since),
+    /// then claims up to `limit` deliveries due at `now` as [`Engine::claim_for`]
+    /// does; the claimed packages are read after the lock is released. sled 0.34 writes its
+    /// log out on every batch, so one batch per round instead of one per claim and per
+    /// outcome is what keeps a busy endpoint cheap.
+    ///
+    /// An outcome no longer valid (a stale claim, an unknown delivery) is refused on its
+    /// own, the rest of the round goes on; a failure to read or write the map fails the
+    /// whole round and changes nothing.
+    pub fn push_round(
+        &self,
+        recipient: &str,
+        done: Vec<Prepared>,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<PushRound, StoreError> {
+        let inner = &self.inner;
+        let (recorded, claims) = {
+            let _w = inner.lock();
+            let mut p = Pending::default();
+            let mut recorded = Vec::with_capacity(done.len());
+            for Prepared {
+                attempted: a,
+                now: at,
+                m,
+                signed,
+            } in done
+            {
+                let allowed = finishable(a.attempt);
+                match inner.transition_in(&mut p, a.delivery, at, m, allowed, signed) {
+                    Err(e @ (StoreError::InvalidTransition { .. } | StoreError::NotFound(_))) => {
+                        recorded.push(Err(e))
+                    }
+                    other => recorded.push(Ok(other?)),
+                }
+            }
+            let claims = if limit == 0 {
+                Vec::new()
+            } else {
+                let due = inner.due(recipient, now, limit)?;
+                inner.claim(
+                    &mut p,
+                    due.into_iter().map(|(_, id)| id).collect(),
+                    now,
+                    lease,
+                )?
+            };
+            inner.write(p)?;
+            (recorded, claims)
+        };
+        let claimed = claims
+            .into_iter()
+            .map(|(claim, r)| {
+                let view = inner.view(r, claim.delivery);
+                (claim, view)
+            })
+            .collect();
+        Ok(PushRound { recorded, claimed })
     }
     /// The claimed attempt `attempt` delivered it (2xx).
     pub fn delivered(
@@ -661,14 +745,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         attempt: u32,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
-        self.finish(
-            id,
-            attempt,
-            now,
-            "delivered",
-            State::Delivered { at: now },
-            None,
-        )
+        self.finish(id, attempt, AttemptResult::Delivered, now)
     }
 
     /// The recipient refused it (permanent; no retry).
@@ -679,11 +756,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
         reason: &str,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
-        let state = State::Rejected {
-            at: now,
-            reason: reason.to_owned(),
-        };
-        self.finish(id, attempt, now, "rejected", state, Some(reason.to_owned()))
+        self.finish(id, attempt, AttemptResult::Rejected(reason.to_owned()), now)
     }
 
     /// The attempt failed: retry at `retry_at`, or give up (`None`: dead).
@@ -695,46 +768,30 @@ impl<K: Kv, L: Log> Engine<K, L> {
         retry_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
-        let (what, state) = match retry_at {
-            Some(next_at) => (
-                "retrying",
-                State::Retrying {
-                    next_at,
-                    error: error.to_owned(),
-                },
-            ),
-            None => (
-                "dead",
-                State::Dead {
-                    at: now,
-                    reason: error.to_owned(),
-                },
-            ),
+        let result = AttemptResult::Failed {
+            error: error.to_owned(),
+            retry_at,
         };
-        self.finish(id, attempt, now, what, state, Some(error.to_owned()))
+        self.finish(id, attempt, result, now)
     }
 
     fn finish(
         &self,
         id: DeliveryId,
         attempt: u32,
+        result: AttemptResult,
         now: Timestamp,
-        what: &'static str,
-        state: State,
-        detail: Option<String>,
     ) -> Result<Delivery, StoreError> {
-        self.inner.transition(id, now, what, detail, state, |d| {
-            matches!(d.state, State::InFlight { .. }) && d.attempts == attempt
-        })
+        self.inner
+            .transition(id, now, attempt_move(&result, now), finishable(attempt))
     }
 
     /// A pull recipient acknowledged it.
     pub fn ack(&self, id: DeliveryId, now: Timestamp) -> Result<Delivery, StoreError> {
-        let state = State::Delivered { at: now };
-        self.inner
-            .transition(id, now, "acknowledged", None, state, |d| {
-                d.mode == Mode::Pull && d.state == State::Queued
-            })
+        let m = Move::new("acknowledged", State::Delivered { at: now }, None);
+        self.inner.transition(id, now, m, |d| {
+            d.mode == Mode::Pull && d.state == State::Queued
+        })
     }
 
     /// A pull recipient refused it.
@@ -748,10 +805,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
             at: now,
             reason: reason.to_owned(),
         };
-        self.inner
-            .transition(id, now, "rejected", Some(reason.to_owned()), state, |d| {
-                d.mode == Mode::Pull && d.state == State::Queued
-            })
+        let m = Move::new("rejected", state, Some(reason.to_owned()));
+        self.inner.transition(id, now, m, |d| {
+            d.mode == Mode::Pull && d.state == State::Queued
+        })
     }
 
     /// Cancels every delivery of a message not yet finished; returns how many.
@@ -782,10 +839,9 @@ impl<K: Kv, L: Log> Engine<K, L> {
             at: now,
             reason: reason.to_owned(),
         };
+        let m = Move::new("cancelled", state, Some(reason.to_owned()));
         self.inner
-            .transition(id, now, "cancelled", Some(reason.to_owned()), state, |d| {
-                !d.state.is_terminal()
-            })
+            .transition(id, now, m, |d| !d.state.is_terminal())
     }
 
     /// The messages `sender` sent with this DocumentId, oldest first (the original and its
@@ -803,10 +859,10 @@ impl<K: Kv, L: Log> Engine<K, L> {
 
     /// Makes a waiting push delivery due now (operator action).
     pub fn retry_now(&self, id: DeliveryId, now: Timestamp) -> Result<Delivery, StoreError> {
-        self.inner
-            .transition(id, now, "retry-now", None, State::Queued, |d| {
-                d.mode == Mode::Push && matches!(d.state, State::Retrying { .. } | State::Queued)
-            })
+        let m = Move::new("retry-now", State::Queued, None);
+        self.inner.transition(id, now, m, |d| {
+            d.mode == Mode::Push && matches!(d.state, State::Retrying { .. } | State::Queued)
+        })
     }
 
     /// Puts a dead delivery back in its queue, attempts and age starting over (operator
@@ -814,7 +870,7 @@ impl<K: Kv, L: Log> Engine<K, L> {
     pub fn requeue(&self, id: DeliveryId, now: Timestamp) -> Result<Delivery, StoreError> {
         let inner = &self.inner;
         let _w = inner.lock();
-        let mut r = inner.record_of(id)?;
+        let r = inner.record_of(id)?;
         let d = r
             .delivery(id)
             .cloned()
@@ -833,7 +889,9 @@ impl<K: Kv, L: Log> Engine<K, L> {
             updated_at: now,
             ..d
         };
-        inner.commit(&mut r, next.clone(), now, "requeued", None, None)?;
+        let mut p = Pending::default();
+        inner.commit(&mut p, r, next.clone(), now, "requeued", None, None)?;
+        inner.write(p)?;
         Ok(next)
     }
 
@@ -1369,6 +1427,50 @@ impl<K: Kv, L: Log> Inner<K, L> {
         self.log.read(r.body).map(Some)
     }
 
+    /// What an attempt at delivery `id` of record `r` needs.
+    fn view(&self, r: Record, id: DeliveryId) -> Result<DeliveryView, StoreError> {
+        let body = self.body_of(&r)?;
+        let delivery = r
+            .delivery(id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))?;
+        Ok(DeliveryView {
+            message: r.message,
+            body,
+            delivery,
+        })
+    }
+
+    /// The record holding delivery `id` as changed by `p` so far.
+    fn pending_record(&self, p: &Pending, id: DeliveryId) -> Result<Record, StoreError> {
+        match p.records.get(&id.message) {
+            Some(r) if r.delivery(id).is_some() => Ok(r.clone()),
+            Some(_) => Err(StoreError::NotFound(format!("delivery {id}"))),
+            None => self.record_of(id),
+        }
+    }
+
+    /// Writes what `p` gathered: one map batch (the changed records last, once each), then
+    /// its audit lines. The caller holds the writer lock.
+    fn write(&self, p: Pending) -> Result<(), StoreError> {
+        let Pending {
+            mut batch,
+            records,
+            changes,
+        } = p;
+        for (id, r) in &records {
+            batch.push((keys::message(*id), Some(encode(r))));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.kv.apply(batch)?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.audit.append(&changes).map(|_| ())
+    }
+
     /// The record holding delivery `id`.
     fn record_of(&self, id: DeliveryId) -> Result<Record, StoreError> {
         self.record(id.message)?
@@ -1436,20 +1538,39 @@ impl<K: Kv, L: Log> Inner<K, L> {
             .collect())
     }
 
-    /// Leases each of `due` until `now + lease`. The caller holds the writer lock.
-    fn claim(
+    /// [`Inner::claim`] in a batch of its own.
+    fn claim_now(
         &self,
         due: Vec<DeliveryId>,
         now: Timestamp,
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError> {
+        let mut p = Pending::default();
+        let claims = self.claim(&mut p, due, now, lease)?;
+        self.write(p)?;
+        Ok(claims.into_iter().map(|(claim, _)| claim).collect())
+    }
+
+    /// Leases each of `due` that is still due at `now` as `p` has it (a delivery an
+    /// earlier change of the same batch moved is skipped) until `now + lease`; each claim
+    /// with its record as claimed. The caller holds the writer lock.
+    fn claim(
+        &self,
+        p: &mut Pending,
+        due: Vec<DeliveryId>,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<(Claim, Record)>, StoreError> {
         let lease_until = add(now, lease);
         let mut claims = Vec::with_capacity(due.len());
         for id in due {
-            let mut r = self.record_of(id)?;
+            let r = self.pending_record(p, id)?;
             let Some(d) = r.delivery(id).cloned() else {
                 continue;
             };
+            if due_at(&d).is_none_or(|t| ms(t) > ms(now)) {
+                continue;
+            }
             let reclaimed = matches!(d.state, State::InFlight { .. });
             let next = Delivery {
                 state: State::InFlight { lease_until },
@@ -1466,13 +1587,19 @@ impl<K: Kv, L: Log> Inner<K, L> {
                     ""
                 }
             );
-            claims.push(Claim {
+            let claim = Claim {
                 delivery: id,
                 recipient: next.recipient.clone(),
                 attempt: next.attempts,
                 lease_until,
-            });
-            self.commit(&mut r, next, now, "claimed", Some(detail), None)?;
+            };
+            self.commit(p, r, next, now, "claimed", Some(detail), None)?;
+            let claimed = p
+                .records
+                .get(&id.message)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))?;
+            claims.push((claim, claimed));
         }
         Ok(claims)
     }
@@ -1568,24 +1695,39 @@ impl<K: Kv, L: Log> Inner<K, L> {
         Ok(())
     }
 
-    /// Moves the delivery to `state` if `allowed(delivery)`; otherwise the transition is
-    /// invalid.
+    /// Makes move `m` of the delivery if `allowed(delivery)`, in a batch of its own;
+    /// otherwise the transition is invalid.
     fn transition(
         &self,
         id: DeliveryId,
         now: Timestamp,
-        what: &'static str,
-        detail: Option<String>,
-        state: State,
+        m: Move,
         allowed: impl Fn(&Delivery) -> bool,
     ) -> Result<Delivery, StoreError> {
         // Signing the receipt of a final state is most of a transition's cost: it is done
         // before the writer lock is taken, from the record as read then, and used only if
         // the message and the delivery are unchanged once the lock is held (otherwise the
         // receipt is signed again under the lock).
-        let signed = self.sign_ahead(id, now, &state, &allowed);
+        let signed = self.sign_ahead(id, now, &m.state, &allowed);
         let _w = self.lock();
-        let mut r = self.record_of(id)?;
+        let mut p = Pending::default();
+        let new = self.transition_in(&mut p, id, now, m, allowed, signed)?;
+        self.write(p)?;
+        Ok(new)
+    }
+
+    /// [`Inner::transition`]'s check and move, into `p`, with the receipt signed ahead (if
+    /// any). Refuses before adding anything to `p`. The caller holds the writer lock.
+    fn transition_in(
+        &self,
+        p: &mut Pending,
+        id: DeliveryId,
+        now: Timestamp,
+        m: Move,
+        allowed: impl Fn(&Delivery) -> bool,
+        signed: Option<SignedAhead>,
+    ) -> Result<Delivery, StoreError> {
+        let r = self.pending_record(p, id)?;
         let Some(d) = r.delivery(id).cloned() else {
             return Err(StoreError::NotFound(format!("delivery {id}")));
         };
@@ -1593,18 +1735,14 @@ impl<K: Kv, L: Log> Inner<K, L> {
             return Err(StoreError::InvalidTransition {
                 delivery: id,
                 state: d.state.name(),
-                what,
+                what: m.what,
             });
         }
         let receipt = signed
             .filter(|s| s.message == r.message && s.delivery == d)
             .map(|s| s.receipt);
-        let new = Delivery {
-            state,
-            updated_at: now,
-            ..d
-        };
-        self.commit(&mut r, new.clone(), now, what, detail, receipt)?;
+        let new = moved(&d, m.state, now);
+        self.commit(p, r, new.clone(), now, m.what, m.detail, receipt)?;
         Ok(new)
     }
 
@@ -1619,33 +1757,45 @@ impl<K: Kv, L: Log> Inner<K, L> {
         state: &State,
         allowed: &impl Fn(&Delivery) -> bool,
     ) -> Option<SignedAhead> {
-        let build = self.receipts.get()?;
-        let kind = receipt_kind(state)?;
+        self.receipts.get()?;
+        receipt_kind(state)?;
         let r = self.record(id.message).ok()??;
         let d = r.delivery(id)?.clone();
+        self.sign_from(r.message, d, now, state, allowed)
+    }
+
+    /// The receipt the move of delivery `d` of `message` to `state` would get, if the move
+    /// is allowed and has a receipt.
+    fn sign_from(
+        &self,
+        message: Message,
+        d: Delivery,
+        now: Timestamp,
+        state: &State,
+        allowed: &impl Fn(&Delivery) -> bool,
+    ) -> Option<SignedAhead> {
+        let build = self.receipts.get()?;
+        let kind = receipt_kind(state)?;
         if !allowed(&d) || d.state.is_terminal() {
             return None;
         }
-        let new = Delivery {
-            state: state.clone(),
-            updated_at: now,
-            ..d.clone()
-        };
-        let receipt = build(&r.message, &new, kind);
+        let receipt = build(&message, &moved(&d, state.clone(), now), kind);
         Some(SignedAhead {
-            message: r.message,
+            message,
             delivery: d,
             receipt,
         })
     }
 
-    /// Writes one delivery's move to `new` in one batch: the record, the index entries that
-    /// change, the event, and for a final state its receipt (`signed`, when it was signed
-    /// ahead from this very record and move; otherwise signed here). The caller holds the
-    /// writer lock.
+    /// Adds one delivery's move to `new` to `p`: the record `r` (as `p` has it) changed, the
+    /// index entries that change, the event, the audit line, and for a final state its
+    /// receipt (`signed`, when it was signed ahead from this very record and move; otherwise
+    /// signed here). The caller holds the writer lock.
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &self,
-        r: &mut Record,
+        p: &mut Pending,
+        mut r: Record,
         new: Delivery,
         now: Timestamp,
         what: &str,
@@ -1656,7 +1806,7 @@ impl<K: Kv, L: Log> Inner<K, L> {
         let Some(old) = r.deliveries.get(i) else {
             return Err(StoreError::NotFound(format!("delivery {}", new.id)));
         };
-        let mut batch = Vec::new();
+        let batch = &mut p.batch;
         let before = index_keys(old);
         let after = index_keys(&new);
         for (k, _) in &before {
@@ -1674,10 +1824,12 @@ impl<K: Kv, L: Log> Inner<K, L> {
             let receipt = signed.unwrap_or_else(|| build(&r.message, &new, kind));
             batch.push((keys::delivery_receipt(new.id, kind), Some(receipt)));
             let feed = keys::feed_of(&r.message.sender);
-            let seq = match self.kv.last(&feed, &keys::prefix_end(&feed))? {
+            let stored = match self.kv.last(&feed, &keys::prefix_end(&feed))? {
                 Some((k, _)) => keys::trailing_message(&k).map_or(0, |m| m.0) + 1,
                 None => 0,
             };
+            // Feed entries already in this batch come after the stored ones.
+            let seq = stored + batch.iter().filter(|(k, _)| k.starts_with(&feed)).count() as u64;
             batch.push((
                 keys::feed(&r.message.sender, seq),
                 Some(encode(&(new.id, kind))),
@@ -1692,10 +1844,10 @@ impl<K: Kv, L: Log> Inner<K, L> {
         };
         let (id, index, state) = (new.id.message, new.id.index, new.state.clone());
         r.deliveries[i] = new;
-        batch.push((keys::message(id), Some(encode(&*r))));
-        self.event(&mut batch, id, now, Some(index), what, Some(&state), detail)?;
-        self.kv.apply(batch)?;
-        self.audit(change)
+        self.event(batch, id, now, Some(index), what, Some(&state), detail)?;
+        p.changes.push(change);
+        p.records.insert(id, r);
+        Ok(())
     }
 
     /// Group commit: takes every record written so far, keeps those that follow the last
@@ -1945,6 +2097,97 @@ impl<K: Kv, L: Log> Inner<K, L> {
         self.next_id.store(max + 1, Ordering::SeqCst);
         // (A later acceptance's id is also at least its arrival time's first id.)
         Ok(n)
+    }
+}
+
+/// A finished attempt's outcome ready to record ([`Engine::prepare`]).
+pub struct Prepared {
+    attempted: Attempted,
+    now: Timestamp,
+    m: Move,
+    signed: Option<SignedAhead>,
+}
+
+impl Prepared {
+    /// The attempt and its result.
+    pub fn attempted(&self) -> &Attempted {
+        &self.attempted
+    }
+}
+
+/// Changes gathered under the writer lock, written in one map batch by [`Inner::write`].
+#[derive(Default)]
+struct Pending {
+    /// Index entries, receipts, feed entries and events, in order.
+    batch: Vec<Op>,
+    /// The message records changed so far, as changed (written last, once each).
+    records: BTreeMap<MessageId, Record>,
+    /// Their audit lines, in order.
+    changes: Vec<Change>,
+}
+
+/// One move of a delivery: the event's name, the new state, the event's detail.
+struct Move {
+    what: &'static str,
+    state: State,
+    detail: Option<String>,
+}
+
+impl Move {
+    fn new(what: &'static str, state: State, detail: Option<String>) -> Self {
+        Move {
+            what,
+            state,
+            detail,
+        }
+    }
+}
+
+/// The move a push attempt's result makes.
+fn attempt_move(result: &AttemptResult, now: Timestamp) -> Move {
+    match result {
+        AttemptResult::Delivered => Move::new("delivered", State::Delivered { at: now }, None),
+        AttemptResult::Rejected(reason) => {
+            let state = State::Rejected {
+                at: now,
+                reason: reason.clone(),
+            };
+            Move::new("rejected", state, Some(reason.clone()))
+        }
+        AttemptResult::Failed {
+            error,
+            retry_at: Some(next_at),
+        } => {
+            let state = State::Retrying {
+                next_at: *next_at,
+                error: error.clone(),
+            };
+            Move::new("retrying", state, Some(error.clone()))
+        }
+        AttemptResult::Failed {
+            error,
+            retry_at: None,
+        } => {
+            let state = State::Dead {
+                at: now,
+                reason: error.clone(),
+            };
+            Move::new("dead", state, Some(error.clone()))
+        }
+    }
+}
+
+/// Whether a delivery is still held by the claim with attempt number `attempt`.
+fn finishable(attempt: u32) -> impl Fn(&Delivery) -> bool {
+    move |d| matches!(d.state, State::InFlight { .. }) && d.attempts == attempt
+}
+
+/// `d` moved to `state` at `now`.
+fn moved(d: &Delivery, state: State, now: Timestamp) -> Delivery {
+    Delivery {
+        state,
+        updated_at: now,
+        ..d.clone()
     }
 }
 

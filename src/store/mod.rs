@@ -35,7 +35,10 @@
 //! replay is needed.
 //!
 //! State changes after acceptance (claims, outcomes, acknowledgements, cancellations) are
-//! atomic sled batches, durable at the next flush. A crash can undo the last of them (≤ the
+//! atomic sled batches, durable at the next flush; a push worker's round
+//! ([`Engine::push_round`]) puts the outcomes it records and the claims it makes in one batch
+//! (sled 0.34 writes its log out on every batch and blocks every reader while one is
+//! applied, so fewer, larger batches are what a busy endpoint needs). A crash can undo the last of them (≤ the
 //! flush interval): a delivery is then attempted or offered again. Delivery is therefore
 //! at-least-once, with a stable delivery id (`<message id>-<recipient index>`) receivers use to
 //! deduplicate.
@@ -97,8 +100,8 @@
 //!    it is queued; a finished delivery has exactly one `s` entry, under its final state.
 //! 3. Terminal states (delivered, rejected, dead, cancelled) never change again, except
 //!    dead → queued by an explicit requeue.
-//! 4. Every transition is one atomic batch that also appends an event; events are never
-//!    rewritten.
+//! 4. Every transition is made in one atomic batch (alone, or with the others of a push
+//!    worker's round) that also appends its event; events are never rewritten.
 //! 5. One message, and so one stored copy of the bytes, per (sender, package SHA-256) (the
 //!    same signed bytes from two senders cannot both pass the sender check); a new document
 //!    (BussinessDocType 0) per (sender, DocumentId) unless the bytes are identical.
@@ -115,6 +118,6 @@ pub mod model;
 
 pub use engine::{
     ACCEPTANCE_RECEIPT, CANCELLATION_RECEIPT, CommitObserver, CommitTiming, DELIVERY_RECEIPT,
-    Engine, FAILURE_RECEIPT, MemStore, Options, Store, receipt_kind,
+    Engine, FAILURE_RECEIPT, MemStore, Options, Prepared, Store, receipt_kind,
 };
 pub use model::*;

@@ -293,6 +293,46 @@ impl fmt::Display for StateName {
     }
 }
 
+/// What a push attempt came to, as the worker reports it ([`crate::store::Engine::push_round`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The endpoint took it (2xx).
+    Delivered,
+    /// The endpoint refused it (permanent): what it said.
+    Rejected(String),
+    /// It failed in a way worth retrying: the error, and when to try again (`None`: give
+    /// up, dead).
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// The next attempt, from the retry policy.
+        retry_at: Option<Timestamp>,
+    },
+}
+
+/// One finished attempt: the delivery, the attempt number of its claim, and its result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempted {
+    /// Which delivery.
+    pub delivery: DeliveryId,
+    /// The attempt number of the claim the attempt was made under.
+    pub attempt: u32,
+    /// What came of it.
+    pub result: AttemptResult,
+}
+
+/// What [`crate::store::Engine::push_round`] did: each outcome's new delivery (or why it was
+/// refused, in the order given), and the deliveries claimed, each with what its attempt
+/// needs.
+#[derive(Debug)]
+pub struct PushRound {
+    /// One per outcome given, in order.
+    pub recorded: Vec<Result<Delivery, StoreError>>,
+    /// The new claims, earliest due first, each with its message, bytes and delivery (or
+    /// why the bytes could not be read).
+    pub claimed: Vec<(Claim, Result<DeliveryView, StoreError>)>,
+}
+
 /// What an attempt at one delivery needs, from one read of its message's record.
 #[derive(Clone, Debug)]
 pub struct DeliveryView {

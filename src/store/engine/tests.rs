@@ -322,6 +322,176 @@ fn claims_lease_and_expired_leases_come_back() {
 }
 
 #[test]
+fn a_push_round_records_outcomes_then_claims_in_one_batch() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let signed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = signed.clone();
+            s.set_receipts(Box::new(move |m, d, kind| {
+                count.fetch_add(1, Ordering::SeqCst);
+                format!("{kind}:{}:{}:{}", m.sender, d.id, d.state.name()).into_bytes()
+            }))
+            .unwrap();
+            let ids: Vec<MessageId> = (0..5u8)
+                .map(|i| accept(s, new(G12, &[(H29, Mode::Push)], &[b'a' + i], None, t(0))))
+                .collect();
+            let lease = Duration::from_secs(60);
+            let first = s.push_round(H29, Vec::new(), t(1), lease, 4).unwrap();
+            assert!(first.recorded.is_empty());
+            let claimed: Vec<DeliveryId> = first.claimed.iter().map(|(c, _)| c.delivery).collect();
+            let expected: Vec<DeliveryId> = ids[..4]
+                .iter()
+                .map(|&message| DeliveryId { message, index: 0 })
+                .collect();
+            assert_eq!(claimed, expected, "{}: earliest due first", h.name());
+            let mut views = Vec::new();
+            for (c, view) in first.claimed {
+                let view = view.unwrap();
+                assert_eq!(view.delivery.state, State::InFlight { lease_until: t(61) });
+                assert_eq!(view.body.as_deref(), Some(&[b'a' + views.len() as u8][..]));
+                views.push((c, view));
+            }
+            let results = [
+                AttemptResult::Delivered,
+                AttemptResult::Failed {
+                    error: "503".into(),
+                    retry_at: Some(t(40)),
+                },
+                AttemptResult::Rejected("HTTP 400".into()),
+                AttemptResult::Delivered,
+            ];
+            let mut done = Vec::new();
+            for ((c, view), result) in views.into_iter().zip(results) {
+                let a = Attempted {
+                    delivery: c.delivery,
+                    attempt: c.attempt,
+                    result,
+                };
+                let mut message = view.message;
+                if c.delivery == expected[3] {
+                    // Signed from a message that is not the record's: the round must sign
+                    // again from the record.
+                    message.sender = "000.00.00.X99".into();
+                }
+                done.push(s.prepare(a, message, view.delivery, t(2)));
+            }
+            assert_eq!(
+                signed.load(Ordering::SeqCst),
+                3,
+                "signed ahead, retry has no receipt"
+            );
+            // A late answer for a claim that is no longer current.
+            let stale = Attempted {
+                delivery: expected[0],
+                attempt: 7,
+                result: AttemptResult::Delivered,
+            };
+            let v = s.delivery_view(expected[0]).unwrap().unwrap();
+            done.push(s.prepare(stale, v.message, v.delivery, t(2)));
+            let round = s.push_round(H29, done, t(3), lease, 10).unwrap();
+            let states: Vec<Option<StateName>> = round
+                .recorded
+                .iter()
+                .map(|r| r.as_ref().ok().map(|d| d.state.name()))
+                .collect();
+            assert_eq!(
+                states,
+                [
+                    Some(StateName::Delivered),
+                    Some(StateName::Retrying),
+                    Some(StateName::Rejected),
+                    Some(StateName::Delivered),
+                    None
+                ]
+            );
+            assert!(matches!(
+                round.recorded[4],
+                Err(StoreError::InvalidTransition { .. })
+            ));
+            assert_eq!(
+                round.recorded[0].as_ref().unwrap().state,
+                State::Delivered { at: t(2) },
+                "the outcome's time is when it was prepared"
+            );
+            // Only the fifth message is due: the retry waits until t(40).
+            let claimed: Vec<DeliveryId> = round.claimed.iter().map(|(c, _)| c.delivery).collect();
+            let fifth = DeliveryId {
+                message: ids[4],
+                index: 0,
+            };
+            assert_eq!(claimed, [fifth]);
+            // Receipts: the ones signed ahead kept, the changed one signed again (once).
+            assert_eq!(signed.load(Ordering::SeqCst), 4);
+            assert_eq!(
+                s.delivery_receipt(expected[3], DELIVERY_RECEIPT)
+                    .unwrap()
+                    .unwrap(),
+                format!("1:{G12}:{}:delivered", expected[3]).into_bytes()
+            );
+            let feed: Vec<(DeliveryId, u8)> = s
+                .receipts_for(G12, None, 10)
+                .unwrap()
+                .iter()
+                .map(|e| (e.delivery, e.kind))
+                .collect();
+            assert_eq!(
+                feed,
+                [
+                    (expected[0], DELIVERY_RECEIPT),
+                    (expected[2], FAILURE_RECEIPT),
+                    (expected[3], DELIVERY_RECEIPT)
+                ],
+                "{}: one feed position each, in order",
+                h.name()
+            );
+            let events: Vec<String> = s
+                .events(ids[0])
+                .unwrap()
+                .iter()
+                .map(|e| e.what.clone())
+                .collect();
+            assert_eq!(events, ["accepted", "claimed", "delivered"]);
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_late_outcome_and_its_expired_lease_in_one_round_is_recorded_not_claimed() {
+    for h in Harness::both() {
+        with!(&h, |s| {
+            let id = accept(s, new(G12, &[(H29, Mode::Push)], b"x", None, t(0)));
+            let lease = Duration::from_secs(60);
+            let (c, view) = s
+                .push_round(H29, Vec::new(), t(0), lease, 1)
+                .unwrap()
+                .claimed
+                .remove(0);
+            let view = view.unwrap();
+            // The answer comes after the lease ran out, before anyone claimed it again:
+            // it is taken, and the stale due entry does not make it claimed in the same
+            // batch.
+            let a = Attempted {
+                delivery: c.delivery,
+                attempt: c.attempt,
+                result: AttemptResult::Delivered,
+            };
+            let done = vec![s.prepare(a, view.message, view.delivery, t(61))];
+            let round = s.push_round(H29, done, t(62), lease, 5).unwrap();
+            assert_eq!(
+                round.recorded[0].as_ref().unwrap().state,
+                State::Delivered { at: t(61) },
+                "{}",
+                h.name()
+            );
+            assert!(round.claimed.is_empty(), "{}", h.name());
+            assert_eq!(s.deliveries(id).unwrap()[0].attempts, 1);
+            s.check_indexes().unwrap();
+        });
+    }
+}
+
+#[test]
 fn failures_retry_then_die_and_operators_can_requeue() {
     for h in Harness::both() {
         with!(&h, |s| {
@@ -912,6 +1082,13 @@ mod model {
         Fail(usize, bool),
         Ack(usize),
         Cancel(usize),
+        /// A push worker's round for one agency: outcomes for some of its deliveries in
+        /// flight (0 delivered, 1 retry, 2 dead, 3 a claim that never was), then claims.
+        Round {
+            agency: usize,
+            outcomes: Vec<(usize, u8)>,
+            limit: usize,
+        },
         Advance(u16),
         Restart,
     }
@@ -926,6 +1103,8 @@ mod model {
             2 => (any::<usize>(), any::<bool>()).prop_map(|(p, r)| Op::Fail(p, r)),
             2 => any::<usize>().prop_map(Op::Ack),
             1 => any::<usize>().prop_map(Op::Cancel),
+            3 => (0..4usize, proptest::collection::vec((any::<usize>(), 0..4u8), 0..4), 0..4usize)
+                .prop_map(|(agency, outcomes, limit)| Op::Round { agency, outcomes, limit }),
             2 => (1..200u16).prop_map(Op::Advance),
             1 => Just(Op::Restart),
         ]
@@ -941,6 +1120,7 @@ mod model {
 
     #[derive(Clone, Debug)]
     struct MD {
+        agency: usize,
         pull: bool,
         state: M,
         attempts: u32,
@@ -1039,7 +1219,7 @@ mod model {
                         m.docs.entry((sender, d)).or_insert(body);
                     }
                     m.messages.push(id);
-                    for (i, (_, pull)) in to.iter().enumerate() {
+                    for (i, (agency, pull)) in to.iter().enumerate() {
                         let did = DeliveryId {
                             message: id,
                             index: i as u16,
@@ -1047,6 +1227,7 @@ mod model {
                         m.deliveries.insert(
                             did,
                             MD {
+                                agency: *agency,
                                 pull: *pull,
                                 state: M::Queued(now),
                                 attempts: 0,
@@ -1115,6 +1296,97 @@ mod model {
                         }
                     }
                     prop_assert_eq!(count, expected);
+                }
+                Op::Round {
+                    agency,
+                    outcomes,
+                    limit,
+                } => {
+                    let mut done = Vec::new();
+                    let mut expected = Vec::new();
+                    let in_flight =
+                        |d: &MD| d.agency == agency && !d.pull && matches!(d.state, M::InFlight(_));
+                    for (n, what) in outcomes {
+                        let Some((id, d)) = m.pick(n, in_flight) else {
+                            continue;
+                        };
+                        if expected.iter().any(|(e, _)| *e == id) {
+                            continue;
+                        }
+                        let (attempt, result, state) = match what {
+                            0 => (
+                                d.attempts,
+                                AttemptResult::Delivered,
+                                Some(M::Done(StateName::Delivered)),
+                            ),
+                            1 => {
+                                let retry_at = Some(t(m.now + 30));
+                                let result = AttemptResult::Failed {
+                                    error: "503".into(),
+                                    retry_at,
+                                };
+                                (d.attempts, result, Some(M::Retrying(t(m.now + 30))))
+                            }
+                            2 => {
+                                let result = AttemptResult::Failed {
+                                    error: "gone".into(),
+                                    retry_at: None,
+                                };
+                                (d.attempts, result, Some(M::Done(StateName::Dead)))
+                            }
+                            _ => (d.attempts + 1, AttemptResult::Delivered, None),
+                        };
+                        let a = Attempted {
+                            delivery: id,
+                            attempt,
+                            result,
+                        };
+                        done.push(with!(&*h, |s| {
+                            let v = s.delivery_view(id).unwrap().unwrap();
+                            s.prepare(a, v.message, v.delivery, now)
+                        }));
+                        expected.push((id, state));
+                    }
+                    let lease = Duration::from_secs(LEASE);
+                    let round = with!(&*h, |s| s.push_round(
+                        AGENCIES[agency],
+                        done,
+                        now,
+                        lease,
+                        limit
+                    ))
+                    .unwrap();
+                    prop_assert_eq!(round.recorded.len(), expected.len());
+                    for ((id, state), got) in expected.into_iter().zip(round.recorded) {
+                        match state {
+                            Some(state) => {
+                                prop_assert_eq!(got.unwrap().state.name(), name(&state));
+                                m.deliveries.get_mut(&id).unwrap().state = state;
+                            }
+                            None => prop_assert!(
+                                matches!(got, Err(StoreError::InvalidTransition { .. })),
+                                "{:?}",
+                                got
+                            ),
+                        }
+                    }
+                    let want: Vec<DeliveryId> = m
+                        .due()
+                        .into_iter()
+                        .filter(|id| m.deliveries[id].agency == agency)
+                        .take(limit)
+                        .collect();
+                    let got: Vec<DeliveryId> =
+                        round.claimed.iter().map(|(c, _)| c.delivery).collect();
+                    prop_assert_eq!(&got, &want);
+                    for (c, view) in round.claimed {
+                        let d = m.deliveries.get_mut(&c.delivery).unwrap();
+                        d.attempts += 1;
+                        d.state = M::InFlight(t(m.now + LEASE as i64));
+                        let view = view.unwrap();
+                        prop_assert_eq!(view.delivery.attempts, d.attempts);
+                        prop_assert!(view.body.is_some());
+                    }
                 }
                 Op::Advance(secs) => m.now += i64::from(secs),
                 Op::Restart => h.restart(),
