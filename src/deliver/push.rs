@@ -12,9 +12,11 @@
 //! its own ([`crate::store::Engine::prepare`], from the message and delivery it was claimed
 //! with; the round keeps it only if the record still holds exactly those), so the round
 //! itself only reads and writes the map. The more attempts finish together, the more one
-//! round (and one sled batch, which sled 0.34 writes out every time) carries. Connections are kept alive and reused between
-//! attempts (at most `per_endpoint_concurrency` idle per endpoint; one whose answer was not
-//! read whole is closed). A circuit breaker per endpoint stops claiming after repeated
+//! round (and one sled batch, which sled 0.34 writes out every time) carries.
+//!
+//! Connections are kept alive and reused between attempts (at most
+//! `per_endpoint_concurrency` idle per endpoint; one whose answer was not read whole is
+//! closed). A circuit breaker per endpoint stops claiming after repeated
 //! failures and probes with one delivery after a cool-down; while it is open the deliveries
 //! stay due in the queue, no attempt is spent on them.
 //!
@@ -681,6 +683,8 @@ async fn serve(
         let allowance = circuit
             .allowance(Instant::now(), settings.concurrency.max(1))
             .saturating_sub(in_flight.len());
+        // An operator's pause holds everything for the endpoint (packages and receipts);
+        // the deliveries stay due in the queue. Outcomes are recorded either way.
         let (claims, paused) = if allowance > 0 || !done.is_empty() {
             round(&hub, &ep, &mut done, allowance, lease).await
         } else {

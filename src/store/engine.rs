@@ -718,13 +718,11 @@ impl<K: Kv, L: Log> Engine<K, L> {
             let claims = if limit == 0 {
                 Vec::new()
             } else {
-                let due = inner.due(recipient, now, limit)?;
-                inner.claim(
-                    &mut p,
-                    due.into_iter().map(|(_, id)| id).collect(),
-                    now,
-                    lease,
-                )?
+                // Each outcome recorded above may have left a stale entry at the head of
+                // the queue (an expired lease): look that much further.
+                let due = inner.due(recipient, now, limit + recorded.len())?;
+                let due = due.into_iter().map(|(_, id)| id).collect();
+                inner.claim(&mut p, due, now, lease, limit)?
             };
             inner.write(p)?;
             (recorded, claims)
@@ -1546,24 +1544,29 @@ impl<K: Kv, L: Log> Inner<K, L> {
         lease: Duration,
     ) -> Result<Vec<Claim>, StoreError> {
         let mut p = Pending::default();
-        let claims = self.claim(&mut p, due, now, lease)?;
+        let limit = due.len();
+        let claims = self.claim(&mut p, due, now, lease, limit)?;
         self.write(p)?;
         Ok(claims.into_iter().map(|(claim, _)| claim).collect())
     }
 
-    /// Leases each of `due` that is still due at `now` as `p` has it (a delivery an
-    /// earlier change of the same batch moved is skipped) until `now + lease`; each claim
-    /// with its record as claimed. The caller holds the writer lock.
+    /// Leases the first `limit` of `due` that are still due at `now` as `p` has them (a
+    /// delivery an earlier change of the same batch moved is skipped) until `now + lease`;
+    /// each claim with its record as claimed. The caller holds the writer lock.
     fn claim(
         &self,
         p: &mut Pending,
         due: Vec<DeliveryId>,
         now: Timestamp,
         lease: Duration,
+        limit: usize,
     ) -> Result<Vec<(Claim, Record)>, StoreError> {
         let lease_until = add(now, lease);
-        let mut claims = Vec::with_capacity(due.len());
+        let mut claims = Vec::with_capacity(due.len().min(limit));
         for id in due {
+            if claims.len() == limit {
+                break;
+            }
             let r = self.pending_record(p, id)?;
             let Some(d) = r.delivery(id).cloned() else {
                 continue;

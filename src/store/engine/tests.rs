@@ -460,32 +460,40 @@ fn a_push_round_records_outcomes_then_claims_in_one_batch() {
 fn a_late_outcome_and_its_expired_lease_in_one_round_is_recorded_not_claimed() {
     for h in Harness::both() {
         with!(&h, |s| {
-            let id = accept(s, new(G12, &[(H29, Mode::Push)], b"x", None, t(0)));
+            let first = accept(s, new(G12, &[(H29, Mode::Push)], b"x", None, t(0)));
+            let second = accept(s, new(G12, &[(H29, Mode::Push)], b"y", None, t(0)));
             let lease = Duration::from_secs(60);
-            let (c, view) = s
-                .push_round(H29, Vec::new(), t(0), lease, 1)
+            let mut claimed = s
+                .push_round(H29, Vec::new(), t(0), lease, 2)
                 .unwrap()
-                .claimed
-                .remove(0);
+                .claimed;
+            assert_eq!(claimed.len(), 2);
+            let (c, view) = claimed.remove(0);
+            assert_eq!(c.delivery.message, first);
             let view = view.unwrap();
-            // The answer comes after the lease ran out, before anyone claimed it again:
-            // it is taken, and the stale due entry does not make it claimed in the same
-            // batch.
+            // Both leases ran out. The first one's answer comes late, before anyone claimed
+            // it again: it is taken, its stale entry at the head of the queue does not make
+            // it claimed in the same batch, and the claim goes to the second one.
             let a = Attempted {
                 delivery: c.delivery,
                 attempt: c.attempt,
                 result: AttemptResult::Delivered,
             };
             let done = vec![s.prepare(a, view.message, view.delivery, t(61))];
-            let round = s.push_round(H29, done, t(62), lease, 5).unwrap();
+            let round = s.push_round(H29, done, t(62), lease, 1).unwrap();
             assert_eq!(
                 round.recorded[0].as_ref().unwrap().state,
                 State::Delivered { at: t(61) },
                 "{}",
                 h.name()
             );
-            assert!(round.claimed.is_empty(), "{}", h.name());
-            assert_eq!(s.deliveries(id).unwrap()[0].attempts, 1);
+            let got: Vec<(MessageId, u32)> = round
+                .claimed
+                .iter()
+                .map(|(c, _)| (c.delivery.message, c.attempt))
+                .collect();
+            assert_eq!(got, [(second, 2)], "{}", h.name());
+            assert_eq!(s.deliveries(first).unwrap()[0].attempts, 1);
             s.check_indexes().unwrap();
         });
     }
