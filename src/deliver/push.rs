@@ -401,13 +401,12 @@ async fn post(
     Ok((status, out))
 }
 
-/// What one attempt came to, for the next round to record: the store's outcome (`None`
-/// when the package could not even be read: the claim is left to expire), whether the
-/// endpoint answered (for the circuit), and what to log.
+/// What one attempt came to: whether the endpoint answered (for the circuit), and the
+/// outcome for the next round to record with what to log of it (`None` when there is
+/// nothing to record: the package could not be read, and the claim is left to expire).
 struct Finished {
-    attempted: Option<Prepared>,
     reached: bool,
-    outcome: Outcome,
+    done: Option<(Prepared, Outcome)>,
 }
 
 /// One attempt: POST the package read with its claim; the outcome is recorded by the next
@@ -434,9 +433,8 @@ async fn attempt(
             };
             tracing::error!(message = %id.message, delivery = %id, error = %why, "push: cannot read the package");
             return Finished {
-                attempted: None,
                 reached: false,
-                outcome: Outcome::Retry(why),
+                done: None,
             };
         }
     };
@@ -479,21 +477,14 @@ async fn attempt(
     let prepared =
         tokio::task::spawn_blocking(move || h.store.prepare(attempted, m, d, h.clock.now())).await;
     let reached = !matches!(outcome, Outcome::Retry(_));
-    match prepared {
-        Ok(p) => Finished {
-            attempted: Some(p),
-            reached,
-            outcome,
-        },
+    let done = match prepared {
+        Ok(p) => Some((p, outcome)),
         Err(e) => {
             tracing::error!(message = %id.message, delivery = %id, error = %e, "push: recording task failed");
-            Finished {
-                attempted: None,
-                reached,
-                outcome,
-            }
+            None
         }
-    }
+    };
+    Finished { reached, done }
 }
 
 /// Logs and counts what a round recorded of each finished attempt.
@@ -662,19 +653,13 @@ async fn serve(
     let mut in_flight = tokio::task::JoinSet::new();
     let mut done: Done = Vec::new();
     let finish = |circuit: &mut Circuit, done: &mut Done, r: Result<Finished, _>| match r {
-        Ok(Finished {
-            attempted,
-            reached,
-            outcome,
-        }) => {
+        Ok(Finished { reached, done: d }) => {
             if reached {
                 circuit.success();
             } else {
                 circuit.failure(Instant::now());
             }
-            if let Some(a) = attempted {
-                done.push((a, outcome));
-            }
+            done.extend(d);
         }
         Err(_) => circuit.failure(Instant::now()),
     };

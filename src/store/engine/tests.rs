@@ -322,7 +322,7 @@ fn claims_lease_and_expired_leases_come_back() {
 }
 
 #[test]
-fn a_push_round_records_outcomes_then_claims_in_one_batch() {
+fn a_push_round_records_outcomes_then_claims() {
     for h in Harness::both() {
         with!(&h, |s| {
             let signed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
