@@ -472,7 +472,12 @@ fn act_unaudited(
             Action::Requeue => hub.store.requeue(d.id, now),
         };
         match r {
-            Ok(_) => changed.push(d.id.to_string()),
+            Ok(_) => {
+                if action != Action::Cancel {
+                    hub.push_live.wake(&d.recipient);
+                }
+                changed.push(d.id.to_string())
+            }
             // Moved meanwhile (a worker finished it): not applicable any more.
             Err(StoreError::InvalidTransition { .. }) => {}
             Err(e) => return Err(problem(e)),
@@ -535,6 +540,11 @@ pub fn pause(
         Some(_) => hub
             .store
             .set_paused(agency, paused, now)
+            .inspect(|changed| {
+                if *changed && !paused {
+                    hub.push_live.wake(agency);
+                }
+            })
             .map(|changed| PauseResult {
                 agency: agency.to_owned(),
                 paused,

@@ -7,7 +7,9 @@
 //! outcomes of every attempt finished since the last round and claims as many due
 //! deliveries as there are free slots (leased; the packages read after the lock is
 //! released); the claimed packages are POSTed concurrently (at most
-//! `per_endpoint_concurrency`); when nothing is due the task sleeps a poll interval. Each
+//! `per_endpoint_concurrency`); when nothing is due the task sleeps a poll interval, or until
+//! it is woken ([`Live::wake`]: a package accepted for the endpoint, the endpoint resumed, an
+//! operator's retry or requeue), so a new package is pushed at once, not at the next poll. Each
 //! attempt, once answered, signs its receipt (delivery or failure) on a blocking thread of
 //! its own ([`crate::store::Engine::prepare`], from the message and delivery it was claimed
 //! with; the round keeps it only if the record still holds exactly those), so the round
@@ -184,7 +186,7 @@ pub struct Settings {
     pub concurrency: usize,
     /// The retry schedule.
     pub retry: RetryPolicy,
-    /// How often an idle endpoint's queue is looked at.
+    /// How often an idle endpoint's queue is looked at (a [`Live::wake`] comes sooner).
     pub poll: Duration,
     /// Failures in a row that open the circuit, and for how long.
     pub circuit_threshold: u32,
@@ -192,10 +194,12 @@ pub struct Settings {
     pub circuit_cool_down: Duration,
 }
 
-/// What the workers show of themselves to the ops console: each endpoint's circuit.
+/// What the workers show of themselves to the ops console (each endpoint's circuit), and
+/// how the rest of the hub wakes a worker that is waiting for its next poll.
 #[derive(Debug, Default)]
 pub struct Live {
     circuits: std::sync::Mutex<std::collections::BTreeMap<String, CircuitState>>,
+    wakers: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Live {
@@ -204,6 +208,25 @@ impl Live {
         self.circuits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tells `agency`'s worker, if it has one, to look at its queue now: a delivery became
+    /// due (a new package, an operator's retry or requeue) or the endpoint was resumed. A
+    /// wake that comes while the worker is busy is kept for its next wait.
+    pub fn wake(&self, agency: &str) {
+        let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = wakers.get(agency) {
+            w.notify_one();
+        }
+    }
+
+    fn waker(&self, agency: &str) -> Arc<tokio::sync::Notify> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(agency.to_owned())
+            .or_default()
             .clone()
     }
 
@@ -650,6 +673,7 @@ async fn serve(
     let mut circuit = Circuit::new(settings.circuit_threshold, settings.circuit_cool_down);
     let lease = settings.timeout.saturating_mul(2) + Duration::from_secs(5);
     let idle = Arc::new(Idle::default());
+    let wake = hub.push_live.waker(&ep.agency);
     let mut in_flight = tokio::task::JoinSet::new();
     let mut done: Done = Vec::new();
     let finish = |circuit: &mut Circuit, done: &mut Done, r: Result<Finished, _>| match r {
@@ -709,6 +733,7 @@ async fn serve(
                     }
                 }
                 _ = tokio::time::sleep(settings.poll) => {}
+                _ = wake.notified() => {}
                 _ = stop.changed() => {}
             }
             continue;
@@ -732,6 +757,7 @@ async fn serve(
             .max(Duration::from_millis(10));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
             _ = stop.changed() => {}
         }
     }

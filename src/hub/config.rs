@@ -65,6 +65,7 @@
 //! retry_max_age = "72h"
 //! circuit_failures = 5               # failures in a row that open an endpoint's circuit
 //! circuit_cool_down = "30s"
+//! poll_interval = "250ms"            # idle queues looked at again (new packages wake them)
 //! ```
 //! Durations are strings in jiff's friendly format (`"500ms"`, `"30s"`, `"1h 30m"`) or ISO
 //! 8601 (`"PT30S"`). Unknown keys are errors.
@@ -311,6 +312,11 @@ pub struct DeliveryConfig {
     /// How long an open circuit waits before probing. Default `"30s"`.
     #[serde(with = "duration")]
     pub circuit_cool_down: Duration,
+    /// How often a push worker with nothing to do looks at its queue again, for retries
+    /// that came due and expired leases. A new package for the endpoint, an operator's
+    /// resume and an operator's retry or requeue wake it at once. Default `"250ms"`.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
 }
 
 impl Default for Config {
@@ -389,6 +395,7 @@ impl Default for DeliveryConfig {
             retry_max_age: Duration::from_secs(72 * 3600),
             circuit_failures: 5,
             circuit_cool_down: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -663,6 +670,7 @@ impl Config {
             ("limits.body_read_timeout", l.body_read_timeout),
             ("limits.idle_timeout", l.idle_timeout),
             ("delivery.push_timeout", self.delivery.push_timeout),
+            ("delivery.poll_interval", self.delivery.poll_interval),
         ] {
             if d.is_zero() {
                 p.add(field, "must be longer than 0 s");

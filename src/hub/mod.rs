@@ -285,7 +285,7 @@ impl Hub {
             timeout: d.push_timeout,
             concurrency: d.per_endpoint_concurrency.max(1),
             retry: d.retry_policy().map_err(|e| e.to_string())?,
-            poll: std::time::Duration::from_millis(250),
+            poll: d.poll_interval,
             circuit_threshold: d.circuit_failures,
             circuit_cool_down: d.circuit_cool_down,
         })

@@ -359,6 +359,10 @@ pub fn accept(
     hub.metrics.accepted(kind, !new);
     tracing::info!(message = %id, sender = %agency, new, "package accepted");
     if new {
+        // Push workers waiting for their next poll start on it now (pull agencies have none).
+        for r in &recipients {
+            hub.push_live.wake(r);
+        }
         if let Package::Edoc(e) = &package {
             if e.business_type() == BusinessDocType::Revoke {
                 revoke(hub, agency, e, id, now);

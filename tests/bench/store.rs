@@ -13,7 +13,8 @@
 //!   varies from day to day on a virtual disk).
 //!
 //! `TRUC_BENCH_ONLY="1 KB"` (or `100 KB`, `5 MB`) runs one size, `TRUC_BENCH_THREADS=16,32`
-//! chooses the submitter counts.
+//! chooses the submitter counts, `TRUC_BENCH_RATE=75` sets the open loop's arrivals per second
+//! (instead of half the closed loop's throughput).
 //!
 //! `cargo bench --bench store -- recovery` instead fills a store with a million pending
 //! push deliveries, leases them all, reopens it, and measures how long until the first
@@ -214,7 +215,10 @@ fn throughput() {
         for threads in threads {
             let mut closed = run(size, threads, Duration::ZERO, seconds);
             let rate = closed.rate();
-            let half = rate / 2.0;
+            let half = std::env::var("TRUC_BENCH_RATE")
+                .ok()
+                .and_then(|r| r.parse::<f64>().ok())
+                .unwrap_or(rate / 2.0);
             let interval = Duration::from_secs_f64(threads as f64 / half);
             let mut open = run(size, threads, interval, seconds);
             println!(

@@ -11,7 +11,7 @@ use crate::flows::{G12, H29, H41, Hub, eventually, feed, package};
 use crate::util::{root, stderr, stdout, tool};
 
 /// `truc admin <args> --admin http://<hub.admin> --token-file <data>/admin.token`.
-fn admin(hub: &Hub, args: &[&str]) -> Output {
+pub(crate) fn admin(hub: &Hub, args: &[&str]) -> Output {
     let token = hub.dir.path().join("data/admin.token");
     Command::new(env!("CARGO_BIN_EXE_truc"))
         .arg("admin")

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{root, tool};
+use crate::util::{root, stderr, tool};
 
 pub(crate) const G12: &str = "000.00.00.G12";
 pub(crate) const H29: &str = "000.00.00.H29";
@@ -689,6 +689,72 @@ fn a_package_goes_in_receipts_come_out_pull_and_push() {
         !kinds.iter().any(|k| k == "cancellation"),
         "nothing was left to cancel: {kinds:?}"
     );
+}
+
+/// With an hour between polls, a push still goes out at once: the acceptance wakes the
+/// endpoint's worker, and so does an operator's resume.
+#[test]
+fn a_new_package_and_a_resume_wake_the_push_worker() {
+    let receiver = Receiver::start("");
+    let hub = Hub::start_with(
+        &format!("https://localhost:{}/inbox", receiver.port),
+        "72h",
+        r#"poll_interval = "1h""#,
+    );
+    let pkgs: Vec<Vec<u8>> = (1..=3)
+        .map(|n| {
+            let number = format!(",{n}/BXD-QLN");
+            package(
+                "valid/edoc_new_2recipients.edxml",
+                &[(",356/BXD-QLN", number.as_str())],
+                G12,
+            )
+        })
+        .collect();
+    let submit = |pkg: &[u8]| {
+        let r = hub.call(G12, "POST", "/api/v1/packages", Some(pkg));
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.header("truc-message-id").unwrap().to_owned()
+    };
+    // Pushed and recorded delivered: the worker has nothing left and waits for its next poll.
+    let pushed = |id: &str, what: &str| {
+        eventually(Duration::from_secs(30), what, || {
+            let view = hub
+                .call(G12, "GET", &format!("/api/v1/packages/{id}"), None)
+                .json();
+            let h41 = view["recipients"]
+                .as_array()?
+                .iter()
+                .find(|r| r["recipient"] == H41)?
+                .clone();
+            (h41["state"] == "delivered").then_some(())
+        });
+        let received = receiver.received();
+        assert_eq!(
+            received
+                .last()
+                .map(|(m, _)| m["headers"]["truc-message-id"].clone()),
+            Some(id.into()),
+            "{what}"
+        );
+    };
+    let first = submit(&pkgs[0]);
+    pushed(&first, "the first push");
+    let second = submit(&pkgs[1]);
+    pushed(
+        &second,
+        "a push woken by its acceptance, not by a poll an hour away",
+    );
+
+    let pause = crate::admin::admin(&hub, &["pause", H41]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr(&pause));
+    let third = submit(&pkgs[2]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(receiver.received().len(), 2, "held while paused");
+    let resume = crate::admin::admin(&hub, &["resume", H41]);
+    assert_eq!(resume.status.code(), Some(0), "{}", stderr(&resume));
+    pushed(&third, "a push woken by the resume");
+    assert_eq!(receiver.received().len(), 3, "one attempt each");
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn the_defaults_are_the_documented_ones() {
     assert_eq!(d.push_timeout, Duration::from_secs(30));
     assert_eq!(d.per_endpoint_concurrency, 4);
     assert_eq!(d.retry_policy().unwrap(), RetryPolicy::default());
+    assert_eq!(d.poll_interval, Duration::from_millis(250));
     // An empty file is the defaults.
     assert_eq!(Config::from_toml("").unwrap(), c);
     c.check().unwrap();
@@ -149,6 +150,7 @@ fn check_reports_every_bad_value_with_its_field() {
     c.limits.max_connections = 0;
     c.limits.rate_per_second = f64::NAN;
     c.delivery.push_timeout = Duration::ZERO;
+    c.delivery.poll_interval = Duration::ZERO;
     c.delivery.per_endpoint_concurrency = 0;
     c.delivery.retry_cap = Duration::from_secs(1);
     let e = c.check().unwrap_err();
@@ -163,6 +165,7 @@ fn check_reports_every_bad_value_with_its_field() {
             "limits.body_read_timeout",
             "limits.idle_timeout",
             "delivery.push_timeout",
+            "delivery.poll_interval",
             "limits.max_connections",
             "limits.rate_per_second",
             "delivery.per_endpoint_concurrency",
