@@ -847,9 +847,14 @@ impl KeyInfo {
             if e.is(DSIG_NS, "X509Data") {
                 for (cid, ce) in doc.child_elements(id) {
                     if ce.is(DSIG_NS, "X509Certificate") {
-                        let der = b64_of(cid, "X509Certificate")?;
-                        let cert = Certificate::from_der_cached(der)
-                            .map_err(|e| malformed(format!("X509Certificate: {e}")))?;
+                        let cert = Certificate::from_text_cached(
+                            &doc.text(cid),
+                            |t| {
+                                decode_base64(t)
+                                    .ok_or_else(|| malformed("X509Certificate is not base64"))
+                            },
+                            |e| malformed(format!("X509Certificate: {e}")),
+                        )?;
                         out.certs.push(cert);
                     }
                 }

@@ -79,7 +79,7 @@ pub struct ExtKeyUsage {
     pub other: Vec<String>,
 }
 
-/// Entries of the cache of [`Certificate::from_der_cached`].
+/// Entries of the cache of [`Certificate::from_text_cached`].
 pub const CERT_CACHE_SIZE: usize = 512;
 
 /// A parsed certificate that owns its bytes.
@@ -126,27 +126,55 @@ pub struct Certificate {
 pub struct CertError(pub String);
 
 impl Certificate {
-    /// [`Certificate::from_der`] through a process-wide cache keyed by the SHA-256 of the
-    /// DER: the certificates in KeyInfo repeat from package to package (an agency signs with
-    /// the same certificate all year, the hub's receipts carry the hub's chain), and hashing
-    /// 1–2 KB costs a fraction of parsing it. Parsing is a pure function of the bytes, so a
-    /// hit is the same certificate a parse would give; failures are not cached. At most
+    /// A certificate from its encoded text (base64 in a KeyInfo, say; `decode` turns it into
+    /// DER), through a process-wide cache keyed by the text itself: the certificates in
+    /// KeyInfo repeat from package to package (an agency signs with the same certificate all
+    /// year, the hub's receipts carry the hub's chain), so a hit costs neither the decoding
+    /// nor the parse. Entries are found by the text's length and last 64 bytes (the end of
+    /// the certificate's signature, which differs between any two certificates) and the whole
+    /// text is compared, so a hit is exactly the certificate a parse would give. Failures are
+    /// not cached (`decode`'s error, or `parse_error` of the parse's). At most
     /// [`CERT_CACHE_SIZE`] entries: a full cache is emptied and refilled.
-    pub fn from_der_cached(der: Vec<u8>) -> Result<Self, CertError> {
+    pub fn from_text_cached<E>(
+        text: &str,
+        decode: impl FnOnce(&str) -> Result<Vec<u8>, E>,
+        parse_error: impl FnOnce(CertError) -> E,
+    ) -> Result<Self, E> {
         use std::collections::HashMap;
+        use std::hash::{BuildHasher, Hash, Hasher};
         use std::sync::{Mutex, OnceLock};
-        static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Certificate>>> = OnceLock::new();
-        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-        let key = super::sha256(&der);
-        if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(hit.clone());
+        type Cache = (
+            std::collections::hash_map::RandomState,
+            HashMap<u64, Vec<(Box<str>, Certificate)>>,
+        );
+        static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(Default::default()));
+        let key = {
+            let state = &cache.lock().unwrap_or_else(|p| p.into_inner()).0;
+            let mut h = state.build_hasher();
+            let b = text.as_bytes();
+            b.len().hash(&mut h);
+            b[b.len().saturating_sub(64)..].hash(&mut h);
+            h.finish()
+        };
+        let hit = cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .get(&key)
+            .and_then(|b| b.iter().find(|(t, _)| **t == *text))
+            .map(|(_, c)| c.clone());
+        if let Some(cert) = hit {
+            return Ok(cert);
         }
-        let cert = Certificate::from_der(der)?;
-        let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CERT_CACHE_SIZE {
-            map.clear();
+        let cert = Certificate::from_der(decode(text)?).map_err(parse_error)?;
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.1.values().map(Vec::len).sum::<usize>() >= CERT_CACHE_SIZE {
+            c.1.clear();
         }
-        map.insert(key, cert.clone());
+        c.1.entry(key)
+            .or_default()
+            .push((text.into(), cert.clone()));
         Ok(cert)
     }
 

@@ -744,3 +744,37 @@ mod generated {
         );
     }
 }
+
+/// The KeyInfo certificate cache gives back the certificate the text decodes to, and a text
+/// that shares another's length and ending (a collision of the cache's key) is decoded, not
+/// mistaken for it.
+#[test]
+fn the_certificate_cache_matches_whole_texts() {
+    use base64::Engine as _;
+    let b64 = |c: &Certificate| base64::engine::general_purpose::STANDARD.encode(c.der());
+    let decode = |t: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|e| e.to_string())
+    };
+    let chain = certs("agencies/000.00.00.G12/sign.pem");
+    let (leaf, ca) = (&chain[0], &chain[1]);
+    for _ in 0..2 {
+        for c in [leaf, ca] {
+            let got = Certificate::from_text_cached(&b64(c), decode, |e| e.to_string()).unwrap();
+            assert_eq!(got.der(), c.der());
+        }
+    }
+    // The leaf's text with one character early on changed: same length, same last 64 bytes.
+    let mut text = b64(leaf).into_bytes();
+    text[40] = if text[40] == b'A' { b'B' } else { b'A' };
+    let text = String::from_utf8(text).unwrap();
+    match Certificate::from_text_cached(&text, decode, |e| e.to_string()) {
+        Ok(c) => assert_ne!(c.der(), leaf.der(), "not the cached leaf"),
+        Err(e) => assert!(e.contains("certificate"), "{e}"),
+    }
+    assert!(
+        Certificate::from_text_cached("not base64!", decode, |e| e.to_string()).is_err(),
+        "a decoding error is the caller's"
+    );
+}
