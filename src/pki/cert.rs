@@ -150,31 +150,30 @@ impl Certificate {
         static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
         let cache = CACHE.get_or_init(|| Mutex::new(Default::default()));
         let key = {
-            let state = &cache.lock().unwrap_or_else(|p| p.into_inner()).0;
-            let mut h = state.build_hasher();
+            let c = cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut h = c.0.build_hasher();
             let b = text.as_bytes();
             b.len().hash(&mut h);
             b[b.len().saturating_sub(64)..].hash(&mut h);
-            h.finish()
+            let key = h.finish();
+            let hit =
+                c.1.get(&key)
+                    .and_then(|b| b.iter().find(|(t, _)| **t == *text));
+            if let Some((_, cert)) = hit {
+                return Ok(cert.clone());
+            }
+            key
         };
-        let hit = cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .get(&key)
-            .and_then(|b| b.iter().find(|(t, _)| **t == *text))
-            .map(|(_, c)| c.clone());
-        if let Some(cert) = hit {
-            return Ok(cert);
-        }
         let cert = Certificate::from_der(decode(text)?).map_err(parse_error)?;
         let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
         if c.1.values().map(Vec::len).sum::<usize>() >= CERT_CACHE_SIZE {
             c.1.clear();
         }
-        c.1.entry(key)
-            .or_default()
-            .push((text.into(), cert.clone()));
+        let bucket = c.1.entry(key).or_default();
+        // Another thread may have parsed the same text meanwhile.
+        if !bucket.iter().any(|(t, _)| **t == *text) {
+            bucket.push((text.into(), cert.clone()));
+        }
         Ok(cert)
     }
 
