@@ -194,6 +194,9 @@ fn throughput() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let only = std::env::var("TRUC_BENCH_ONLY").ok();
+    let fixed_rate = std::env::var("TRUC_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok());
     for (label, size, seconds) in [
         ("1 KB", 1_000, 4),
         ("100 KB", 100_000, 4),
@@ -215,10 +218,7 @@ fn throughput() {
         for threads in threads {
             let mut closed = run(size, threads, Duration::ZERO, seconds);
             let rate = closed.rate();
-            let half = std::env::var("TRUC_BENCH_RATE")
-                .ok()
-                .and_then(|r| r.parse::<f64>().ok())
-                .unwrap_or(rate / 2.0);
+            let half = fixed_rate.unwrap_or(rate / 2.0);
             let interval = Duration::from_secs_f64(threads as f64 / half);
             let mut open = run(size, threads, interval, seconds);
             println!(
