@@ -2,7 +2,8 @@
 //! `test_crash_recovery` does: this binary re-runs itself as a child.
 //!
 //! 1. **Kill and reopen.** A child opens the store, accepts packages from 8 threads (sizes
-//!    from 100 bytes to 120 KB) while another thread claims and completes deliveries, and
+//!    from 100 bytes to 120 KB, and one in 40 from 1 to 2 MiB: an aligned record, its body
+//!    written with `O_DIRECT`) while another thread claims and completes deliveries, and
 //!    prints each message id the moment `accept` returns. The parent kills it with SIGKILL
 //!    after a random delay, reopens the store and checks that every printed id is there
 //!    exactly once with its bytes intact (SHA-256), that the indexes are consistent and that
@@ -10,7 +11,8 @@
 //! 2. **Durability order.** A child accepts packages one at a time under
 //!    `strace -f -y -e trace=write,fdatasync,fsync,sync_file_range`; for every package the
 //!    trace must show the write of its bytes to a log segment, then an `fdatasync` of that
-//!    segment, then the line on stdout that acknowledges it.
+//!    segment, then the line on stdout that acknowledges it (one of the packages is 1.5 MB,
+//!    whose body goes through the segment's `O_DIRECT` descriptor).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -94,7 +96,11 @@ fn child(dir: &Path) {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    let size = 100 + (x % 120_000) as usize;
+                    let size = if x % 40 == 0 {
+                        (1 << 20) + (x >> 8) as usize % (1 << 20)
+                    } else {
+                        100 + (x % 120_000) as usize
+                    };
                     let bytes = package(&format!("{pid}-{th}-{i}"), size);
                     let digest = sha256(&bytes);
                     let to = ["000.00.00.H29", "000.00.00.H41"];
@@ -225,11 +231,15 @@ fn verify(dir: &Path, acknowledged: &HashMap<String, String>, round: u64) {
     store.close().unwrap();
 }
 
-/// Accepts 20 packages one at a time, printing `PKG-n id` after each.
+/// Accepts 20 packages one at a time, printing `PKG-n id` after each; the eleventh is large
+/// enough for an aligned record.
 fn ack_child(dir: &Path) {
     let store = Store::open(dir, &Default::default()).unwrap();
     for n in 0..20 {
-        let bytes = package(&format!("PKG-{n:04}"), 4000);
+        let bytes = package(
+            &format!("PKG-{n:04}"),
+            if n == 10 { 1_500_000 } else { 4000 },
+        );
         let id = store
             .accept(
                 message(bytes, &["000.00.00.H29"]),

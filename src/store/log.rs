@@ -5,11 +5,32 @@
 //! # Record format
 //! ```text
 //! "TRC1" | meta_len:u32 | receipt_len:u32 | body_len:u64 | crc32:u32 | meta | receipt | body
+//! "TRCA" | (the same)                                                 | zeros to a block
+//! "TRCP" | pad_len:u32 | crc32:u32 | (pad_len - 12 bytes, skipped)
 //! ```
-//! Integers big-endian; the CRC-32 covers the three lengths and the three parts. Segment
-//! files are `log/<segment:016x>.seg`; a new segment starts when the next record would pass
-//! the size limit, and the directory is fsynced when a segment is created, before any record
-//! in it can be acknowledged.
+//! Integers big-endian; the CRC-32 of a record covers the three lengths and the three parts,
+//! that of a pad its magic and length. Segment files are `log/<segment:016x>.seg`; a new
+//! segment starts when the next record would pass the size limit, and the directory is
+//! fsynced when a segment is created, before any record in it can be acknowledged.
+//!
+//! A body of [`DIRECT_MIN`] bytes or more goes into an **aligned record** (`TRCA`): its body
+//! starts on a [`BLOCK`] boundary (a pad before the header when needed) and the record ends
+//! on one (zeros after the body), so the body is written with `O_DIRECT` (below). Every other
+//! record is packed right after the one before it.
+//!
+//! # Large bodies: `O_DIRECT`
+//! An aligned record's body is copied through a block-aligned buffer of [`CHUNK`] bytes and
+//! written with `pwrite(2)` on a second descriptor of the segment opened with `O_DIRECT`: the
+//! device gets the bytes straight from that buffer, without the kernel first finding,
+//! charging and filling page-cache pages for them. Measured on this machine (2026-12-04, 5 MB
+//! written and `fdatasync`ed 75 times a second): p99 4.6–5.6 ms this way, against 15–27 ms
+//! buffered with the page-cache window below and 280–330 ms buffered without it. The
+//! header, metadata and receipt before the body are written buffered (they are in other
+//! blocks), and the record's one `fdatasync` (of the same file, through the other
+//! descriptor) then flushes the device's cache for both and commits the file's size.
+//! Where `O_DIRECT` is refused (a file system without it, such as tmpfs), the same bytes
+//! are written buffered at the same places: the format does not depend on how it was
+//! written. Deliveries read such a body from the disk, not from the page cache.
 //!
 //! # Parallel writes
 //! Appending is two steps. [`Log::reserve`] (under the log's lock, a few instructions) gives
@@ -40,8 +61,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::Advice;
@@ -50,6 +72,19 @@ use serde::{Deserialize, Serialize};
 use super::model::StoreError;
 
 const MAGIC: &[u8; 4] = b"TRC1";
+const MAGIC_ALIGNED: &[u8; 4] = b"TRCA";
+const MAGIC_PAD: &[u8; 4] = b"TRCP";
+/// Bodies of this many bytes or more go into aligned records written with `O_DIRECT`.
+pub const DIRECT_MIN: u64 = 1 << 20;
+/// The alignment of an aligned record's body and end (offsets, lengths and memory), which
+/// covers the logical block size of every disk `O_DIRECT` is used on.
+pub const BLOCK: u64 = 4096;
+/// Bytes copied and written at a time through an aligned buffer.
+pub const CHUNK: usize = 1 << 20;
+/// A pad's header: magic, length, CRC.
+const PAD_HEADER: u64 = 12;
+/// Aligned buffers kept for the next large writes (the rest are freed).
+const KEEP_BUFFERS: usize = 4;
 /// How much of the log behind the last sync stays in the page cache (see the module docs).
 pub const CACHE_WINDOW: u64 = 64 << 20;
 const HEADER: u64 = 24;
@@ -86,8 +121,12 @@ pub struct Slot {
     pub body: Loc,
     /// The position after the record.
     pub end: Position,
-    /// Offset of the record's header.
+    /// Offset of the record's first byte (its pad's, when it has one).
     start: u64,
+    /// Bytes of the pad before the record's header (0: none).
+    pad: u64,
+    /// Whether the body is block-aligned (written with `O_DIRECT` when it can be).
+    aligned: bool,
     /// The segment file (none for the memory log).
     file: Option<Arc<SegmentFile>>,
 }
@@ -99,20 +138,113 @@ impl Slot {
     }
 }
 
+/// Where a record goes, given where the log ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    /// Bytes of pad before the header.
+    pad: u64,
+    /// Offset of the body.
+    body: u64,
+    /// Offset just after the record.
+    end: u64,
+}
+
+/// The place of a record of `head` bytes (header, metadata, receipt) and `body` bytes that
+/// starts at `start`: packed, or for an aligned record with the body and the end on block
+/// boundaries (a pad, at least a pad's header long, before the header when needed).
+fn place(start: u64, head: u64, body: u64, aligned: bool) -> Place {
+    let packed = start + head;
+    if !aligned {
+        return Place {
+            pad: 0,
+            body: packed,
+            end: packed + body,
+        };
+    }
+    let body_at = if packed % BLOCK == 0 {
+        packed
+    } else {
+        align_up(packed + PAD_HEADER)
+    };
+    Place {
+        pad: body_at - packed,
+        body: body_at,
+        end: align_up(body_at + body),
+    }
+}
+
+fn align_up(n: u64) -> u64 {
+    n.div_ceil(BLOCK) * BLOCK
+}
+
+/// A pad of `len` bytes: its header, then zeros.
+fn pad_bytes(len: u64) -> Vec<u8> {
+    let mut p = vec![0u8; len as usize];
+    p[0..4].copy_from_slice(MAGIC_PAD);
+    p[4..8].copy_from_slice(&(len as u32).to_be_bytes());
+    let crc = crc32fast::hash(&p[0..8]);
+    p[8..12].copy_from_slice(&crc.to_be_bytes());
+    p
+}
+
 /// A segment open for writing, shared by the slots reserved in it.
 #[derive(Debug)]
 struct SegmentFile {
     file: File,
+    /// The same file opened with `O_DIRECT`, for aligned bodies (none where it is refused).
+    direct: Option<File>,
+    /// Set when a direct write was refused: the rest are written buffered.
+    buffered_only: AtomicBool,
     /// Its cached pages below this offset have been given back to the kernel.
     dropped: AtomicU64,
 }
 
 impl SegmentFile {
-    fn new(file: File) -> Arc<Self> {
+    fn new(file: File, direct: Option<File>) -> Arc<Self> {
         Arc::new(SegmentFile {
             file,
+            direct,
+            buffered_only: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Writes `body` at the block-aligned offset `at`, zeros after it to the next block
+    /// boundary, through `buf` ([`CHUNK`] bytes plus a block, for the alignment), with
+    /// `O_DIRECT` when the file has it.
+    fn write_aligned(&self, body: &[u8], at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let skip = buf.as_ptr().align_offset(BLOCK as usize);
+        let chunk = &mut buf[skip..skip + CHUNK];
+        let mut done = 0;
+        loop {
+            let n = (body.len() - done).min(CHUNK);
+            let padded = align_up(n as u64) as usize;
+            chunk[..n].copy_from_slice(&body[done..done + n]);
+            chunk[n..padded].fill(0);
+            let bytes = &chunk[..padded];
+            let offset = at + done as u64;
+            match &self.direct {
+                Some(d) if !self.buffered_only.load(Ordering::Relaxed) => {
+                    match d.write_all_at(bytes, offset) {
+                        Ok(()) => {}
+                        Err(e)
+                            if e.raw_os_error()
+                                == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+                        {
+                            tracing::warn!(error = %e, "O_DIRECT write refused; log bodies are written buffered from now on");
+                            self.buffered_only.store(true, Ordering::Relaxed);
+                            self.file.write_all_at(bytes, offset)?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => self.file.write_all_at(bytes, offset)?,
+            }
+            done += n;
+            if done >= body.len() {
+                return Ok(());
+            }
+        }
     }
 
     /// Gives back the cached pages more than [`CACHE_WINDOW`] behind `synced` (clean: they
@@ -133,13 +265,15 @@ impl SegmentFile {
 pub struct Encoded {
     head: Vec<u8>,
     meta_len: u64,
-    receipt_len: u64,
+    /// An aligned record (`TRCA`): the body is [`DIRECT_MIN`] bytes or more.
+    aligned: bool,
 }
 
 impl Encoded {
     /// Header, metadata and receipt of a record of `body`.
     pub fn new(meta: &[u8], receipt: &[u8], body: &[u8]) -> Self {
-        let header = encode_header(meta, receipt, body);
+        let aligned = body.len() as u64 >= DIRECT_MIN;
+        let header = encode_header(meta, receipt, body, aligned);
         let mut head = Vec::with_capacity(header.len() + meta.len() + receipt.len());
         head.extend_from_slice(&header);
         head.extend_from_slice(meta);
@@ -147,13 +281,13 @@ impl Encoded {
         Encoded {
             head,
             meta_len: meta.len() as u64,
-            receipt_len: receipt.len() as u64,
+            aligned,
         }
     }
 
-    /// Bytes of the whole record with a body of `body_len`.
-    fn size(&self, body_len: u64) -> u64 {
-        self.head.len() as u64 + body_len
+    /// Where the record goes if the log ends at `start`.
+    fn place(&self, start: u64, body_len: u64) -> Place {
+        place(start, self.head.len() as u64, body_len, self.aligned)
     }
 }
 
@@ -197,7 +331,7 @@ pub trait Log: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-fn encode_header(meta: &[u8], receipt: &[u8], body: &[u8]) -> [u8; HEADER as usize] {
+fn encode_header(meta: &[u8], receipt: &[u8], body: &[u8], aligned: bool) -> [u8; HEADER as usize] {
     let mut crc = crc32fast::Hasher::new();
     let lens = lengths(meta.len() as u32, receipt.len() as u32, body.len() as u64);
     crc.update(&lens);
@@ -205,7 +339,7 @@ fn encode_header(meta: &[u8], receipt: &[u8], body: &[u8]) -> [u8; HEADER as usi
     crc.update(receipt);
     crc.update(body);
     let mut h = [0u8; HEADER as usize];
-    h[0..4].copy_from_slice(MAGIC);
+    h[0..4].copy_from_slice(if aligned { MAGIC_ALIGNED } else { MAGIC });
     h[4..20].copy_from_slice(&lens);
     h[20..24].copy_from_slice(&crc.finalize().to_be_bytes());
     h
@@ -225,6 +359,10 @@ pub struct FileLog {
     max_segment: u64,
     writer: Mutex<Writer>,
     readers: Mutex<HashMap<u64, Arc<File>>>,
+    /// Whether segments are opened with `O_DIRECT` as well (for aligned bodies).
+    direct: bool,
+    /// Aligned buffers for the next large writes.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 struct Writer {
@@ -238,12 +376,24 @@ struct Writer {
 }
 
 impl FileLog {
-    /// Opens the log in `dir` (created if needed), appending to its last segment.
+    /// Opens the log in `dir` (created if needed), appending to its last segment; large
+    /// bodies are written with `O_DIRECT` where the file system allows it.
     pub fn open(dir: &Path, max_segment: u64) -> Result<Self, StoreError> {
+        Self::open_with(dir, max_segment, true)
+    }
+
+    /// [`FileLog::open`], with `O_DIRECT` never used when `direct` is false (the same
+    /// bytes are written, buffered).
+    pub fn open_with(dir: &Path, max_segment: u64, direct: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let segments = list(dir)?;
         let segment = segments.last().copied().unwrap_or(1);
         let file = open_segment(dir, segment)?;
+        let direct_file = if direct {
+            open_direct(dir, segment)
+        } else {
+            None
+        };
         let len = file.metadata()?.len();
         if segments.is_empty() {
             sync_dir(dir)?;
@@ -251,14 +401,33 @@ impl FileLog {
         Ok(FileLog {
             dir: dir.to_owned(),
             max_segment,
+            direct: direct_file.is_some(),
             writer: Mutex::new(Writer {
                 segment,
-                file: SegmentFile::new(file),
+                file: SegmentFile::new(file, direct_file),
                 len,
                 seq: 0,
             }),
             readers: Mutex::default(),
+            buffers: Mutex::default(),
         })
+    }
+
+    /// Whether large bodies are written with `O_DIRECT`.
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+
+    fn take_buffer(&self) -> Vec<u8> {
+        let kept = self.buffers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        kept.unwrap_or_else(|| vec![0; CHUNK + BLOCK as usize])
+    }
+
+    fn give_buffer(&self, buf: Vec<u8>) {
+        let mut kept = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < KEEP_BUFFERS {
+            kept.push(buf);
+        }
     }
 
     fn path(&self, segment: u64) -> PathBuf {
@@ -293,6 +462,22 @@ fn open_segment(dir: &Path, segment: u64) -> Result<File, StoreError> {
         .open(segment_path(dir, segment))?)
 }
 
+/// The segment opened again with `O_DIRECT`, or none where that is refused.
+fn open_direct(dir: &Path, segment: u64) -> Option<File> {
+    let path = segment_path(dir, segment);
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(&path)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::debug!(segment = %path.display(), error = %e, "no O_DIRECT: large bodies written buffered");
+            None
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)?.sync_all()?;
     Ok(())
@@ -317,25 +502,31 @@ fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
 impl Log for FileLog {
     fn reserve(&self, head: &Encoded, body_len: u64) -> Result<Slot, StoreError> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let size = head.size(body_len);
-        if w.len > 0 && w.len + size > self.max_segment {
+        let mut at = head.place(w.len, body_len);
+        if w.len > 0 && at.end > self.max_segment {
             let next = w.segment + 1;
             let file = open_segment(&self.dir, next)?;
+            let direct = if self.direct {
+                open_direct(&self.dir, next)
+            } else {
+                None
+            };
             sync_dir(&self.dir)?;
             // Records still being written into the old segment hold its file in their slots.
-            w.file = SegmentFile::new(file);
+            w.file = SegmentFile::new(file, direct);
             w.segment = next;
             w.len = 0;
+            at = head.place(0, body_len);
         }
         let start = w.len;
-        w.len += size;
+        w.len = at.end;
         let seq = w.seq;
         w.seq += 1;
         Ok(Slot {
             seq,
             body: Loc {
                 segment: w.segment,
-                offset: start + HEADER + head.meta_len + head.receipt_len,
+                offset: at.body,
                 len: body_len,
             },
             end: Position {
@@ -343,6 +534,8 @@ impl Log for FileLog {
                 offset: w.len,
             },
             start,
+            pad: at.pad,
+            aligned: head.aligned,
             file: Some(w.file.clone()),
         })
     }
@@ -351,8 +544,21 @@ impl Log for FileLog {
         let Some(f) = &slot.file else {
             return Err(StoreError::Io("a slot of another log".into()));
         };
-        f.file.write_all_at(&head.head, slot.start)?;
-        f.file.write_all_at(body, slot.body.offset)?;
+        if slot.pad > 0 {
+            let mut bytes = pad_bytes(slot.pad);
+            bytes.extend_from_slice(&head.head);
+            f.file.write_all_at(&bytes, slot.start)?;
+        } else {
+            f.file.write_all_at(&head.head, slot.start)?;
+        }
+        if slot.aligned {
+            let mut buf = self.take_buffer();
+            let written = f.write_aligned(body, slot.body.offset, &mut buf);
+            self.give_buffer(buf);
+            written?;
+        } else {
+            f.file.write_all_at(body, slot.body.offset)?;
+        }
         Ok(())
     }
 
@@ -425,11 +631,26 @@ impl Log for FileLog {
             let mut pos = start;
             while pos < end {
                 match read_record(&mut r, segment, pos, end)? {
-                    Some(rec) => {
+                    Found::Record(rec, read_to) => {
                         pos = rec.end.offset;
                         out.push(rec);
+                        if pos > end {
+                            // An aligned record whose zeros after the body did not reach
+                            // the disk: give the file its full length, so the next record
+                            // goes where replay will look for it.
+                            let f = OpenOptions::new().write(true).open(&path)?;
+                            f.set_len(pos)?;
+                            f.sync_all()?;
+                            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                            if w.segment == segment {
+                                w.len = pos;
+                            }
+                            break;
+                        }
+                        r.seek_relative((pos - read_to) as i64)?;
                     }
-                    None => {
+                    Found::Pad(next) => pos = next,
+                    Found::Damaged => {
                         tracing::warn!(
                             segment = %path.display(),
                             offset = pos,
@@ -479,28 +700,60 @@ impl Log for FileLog {
 
     fn describe(&self) -> String {
         format!(
-            "segment log {} (fdatasync per commit batch, segments of {} MiB)",
+            "segment log {} (fdatasync per commit batch, segments of {} MiB, bodies of {} MiB \
+             and more {})",
             self.dir.display(),
-            self.max_segment >> 20
+            self.max_segment >> 20,
+            DIRECT_MIN >> 20,
+            if self.direct {
+                "written with O_DIRECT"
+            } else {
+                "written buffered: O_DIRECT refused here"
+            }
         )
     }
 }
 
-/// Reads one record at `pos`; `None` if it is incomplete or damaged.
+/// What [`read_record`] found at a position.
+enum Found {
+    /// A whole record, and the offset the reader is at after it (its body's end).
+    Record(Replayed, u64),
+    /// A pad, skipped: the offset after it (the reader is there).
+    Pad(u64),
+    /// An incomplete or damaged record: the torn end of the segment.
+    Damaged,
+}
+
+/// Reads the record or pad at `pos`, where the reader is.
 fn read_record(
     r: &mut BufReader<File>,
     segment: u64,
     pos: u64,
     end: u64,
-) -> Result<Option<Replayed>, StoreError> {
-    if end - pos < HEADER {
-        return Ok(None);
+) -> Result<Found, StoreError> {
+    if end - pos < PAD_HEADER {
+        return Ok(Found::Damaged);
     }
     let mut h = [0u8; HEADER as usize];
-    r.read_exact(&mut h)?;
-    if &h[0..4] != MAGIC {
-        return Ok(None);
+    r.read_exact(&mut h[..PAD_HEADER as usize])?;
+    if &h[0..4] == MAGIC_PAD {
+        let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64;
+        let crc = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+        if crc != crc32fast::hash(&h[0..8]) || len < PAD_HEADER || pos + len > end {
+            return Ok(Found::Damaged);
+        }
+        r.seek_relative((len - PAD_HEADER) as i64)?;
+        return Ok(Found::Pad(pos + len));
     }
+    let aligned = match &h[0..4] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_ALIGNED => true,
+        _ => return Ok(Found::Damaged),
+    };
+    if end - pos < HEADER {
+        return Ok(Found::Damaged);
+    }
+    r.read_exact(&mut h[PAD_HEADER as usize..])?;
     let meta_len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64;
     let receipt_len = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as u64;
     let body_len = u64::from_be_bytes(h[12..20].try_into().unwrap_or_default());
@@ -510,7 +763,7 @@ fn read_record(
         .and_then(|s| s.checked_add(receipt_len))
         .and_then(|s| s.checked_add(body_len));
     let Some(size) = size.filter(|s| pos + s <= end) else {
-        return Ok(None);
+        return Ok(Found::Damaged);
     };
     let mut meta = vec![0; meta_len as usize];
     let mut receipt = vec![0; receipt_len as usize];
@@ -529,21 +782,26 @@ fn read_record(
         left -= n as u64;
     }
     if hasher.finalize() != crc {
-        return Ok(None);
+        return Ok(Found::Damaged);
     }
-    Ok(Some(Replayed {
-        meta,
-        receipt,
-        body: Loc {
-            segment,
-            offset: pos + HEADER + meta_len + receipt_len,
-            len: body_len,
+    let body_offset = pos + HEADER + meta_len + receipt_len;
+    let read_to = pos + size;
+    Ok(Found::Record(
+        Replayed {
+            meta,
+            receipt,
+            body: Loc {
+                segment,
+                offset: body_offset,
+                len: body_len,
+            },
+            end: Position {
+                segment,
+                offset: if aligned { align_up(read_to) } else { read_to },
+            },
         },
-        end: Position {
-            segment,
-            offset: pos + size,
-        },
-    }))
+        read_to,
+    ))
 }
 
 /// Records in memory: the in-memory store's log.
@@ -573,6 +831,8 @@ impl Log for MemLog {
                 offset: index + 1,
             },
             start: index,
+            pad: 0,
+            aligned: false,
             file: None,
         })
     }
@@ -649,5 +909,194 @@ impl Log for MemLog {
 
     fn describe(&self) -> String {
         "in-memory log (nothing is durable)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIB: usize = 1 << 20;
+
+    proptest! {
+        /// Packed records follow each other; an aligned record's body and end are on block
+        /// boundaries, and a pad before it is long enough to be read back.
+        #[test]
+        fn records_are_placed_packed_or_aligned(
+            start in 0u64..1 << 40,
+            head in 24u64..20_000,
+            body in 0u64..1 << 26,
+        ) {
+            let packed = place(start, head, body, false);
+            prop_assert_eq!(packed, Place { pad: 0, body: start + head, end: start + head + body });
+            let a = place(start, head, body, true);
+            prop_assert_eq!(a.body % BLOCK, 0);
+            prop_assert_eq!(a.end % BLOCK, 0);
+            prop_assert_eq!(a.body, start + a.pad + head);
+            prop_assert!(a.pad == 0 || (PAD_HEADER..BLOCK + PAD_HEADER).contains(&a.pad));
+            prop_assert!(a.end >= a.body + body && a.end < a.body + body + BLOCK);
+        }
+    }
+
+    fn record(i: usize, len: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let meta = format!("meta {i}").repeat(i + 1).into_bytes();
+        let receipt = format!("<receipt n=\"{i}\"/>")
+            .repeat(3 * i + 1)
+            .into_bytes();
+        let body = (0..len).map(|b| (b * 31 + i * 7) as u8).collect();
+        (meta, receipt, body)
+    }
+
+    /// Small and large records, each synced, in `dir`: the slots given.
+    fn write_all(log: &FileLog, records: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<Slot> {
+        let mut slots = Vec::new();
+        for (meta, receipt, body) in records {
+            let head = Encoded::new(meta, receipt, body);
+            let slot = log.reserve(&head, body.len() as u64).unwrap();
+            log.write(&slot, &head, body).unwrap();
+            log.sync(&[&slot]).unwrap();
+            slots.push(slot);
+        }
+        slots
+    }
+
+    fn segment_bytes(dir: &Path) -> Vec<u8> {
+        std::fs::read(segment_path(dir, 1)).unwrap()
+    }
+
+    fn sizes() -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        [
+            10,
+            3 * MIB + 5,
+            100,
+            DIRECT_MIN as usize,
+            2 * MIB,
+            7,
+            0,
+            MIB + 4095,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, len)| record(i, *len))
+        .collect()
+    }
+
+    /// Records of every size read back, by location and by replay after a reopen, whether
+    /// large bodies went through `O_DIRECT` or not, and both ways give the same file.
+    #[test]
+    fn records_of_every_size_come_back_the_same_either_way() {
+        let records = sizes();
+        let mut files = Vec::new();
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = FileLog::open_with(dir.path(), 1 << 30, direct).unwrap();
+            let slots = write_all(&log, &records);
+            for ((meta, receipt, body), slot) in records.iter().zip(&slots) {
+                assert_eq!(&log.read(slot.body).unwrap(), body);
+                let r = log.read_receipt(slot.body, receipt.len() as u64).unwrap();
+                assert_eq!(&r, receipt);
+                let large = body.len() as u64 >= DIRECT_MIN;
+                assert_eq!(slot.aligned, large, "{} bytes", body.len());
+                if large {
+                    assert_eq!(slot.body.offset % BLOCK, 0);
+                    assert_eq!(slot.end.offset % BLOCK, 0);
+                }
+                let _ = meta;
+            }
+            drop(log);
+            let log = FileLog::open_with(dir.path(), 1 << 30, direct).unwrap();
+            let replayed = log.replay(Position::default()).unwrap();
+            assert_eq!(replayed.len(), records.len());
+            for ((rec, slot), (meta, receipt, _)) in replayed.iter().zip(&slots).zip(&records) {
+                assert_eq!((&rec.meta, &rec.receipt), (meta, receipt));
+                assert_eq!((rec.body, rec.end), (slot.body, slot.end));
+            }
+            // Appending after the reopen goes where replay looks next.
+            let more = [record(20, 33), record(21, 2 * MIB + 1)];
+            write_all(&log, &more);
+            drop(log);
+            let log = FileLog::open_with(dir.path(), 1 << 30, direct).unwrap();
+            let replayed = log.replay(Position::default()).unwrap();
+            assert_eq!(replayed.len(), records.len() + 2);
+            assert_eq!(
+                &log.read(replayed[records.len() + 1].body).unwrap(),
+                &more[1].2
+            );
+            files.push(segment_bytes(dir.path()));
+        }
+        assert!(
+            files[0] == files[1],
+            "O_DIRECT and buffered writes gave different files"
+        );
+    }
+
+    /// An aligned record cut short (a crash while its body was written, never acknowledged)
+    /// is truncated on replay; what came before stays and appending goes on. One whose
+    /// zeros after the body are missing is whole: the file gets its full length back.
+    #[test]
+    fn a_torn_aligned_record_is_cut_and_a_missing_tail_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = [record(0, 100), record(1, 3 * MIB + 1)];
+        let log = FileLog::open(dir.path(), 1 << 30).unwrap();
+        let slots = write_all(&log, &records);
+        assert!(
+            slots[1].pad > 0,
+            "the test wants a pad before the large record"
+        );
+        drop(log);
+        let path = segment_path(dir.path(), 1);
+        let body_end = slots[1].body.offset + slots[1].body.len;
+        assert!(slots[1].end.offset > body_end);
+
+        // The zeros after the body lost: the record is whole, the length restored.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(body_end)
+            .unwrap();
+        let log = FileLog::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(log.replay(Position::default()).unwrap().len(), 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), slots[1].end.offset);
+        let c = write_all(&log, &[record(2, 50)]);
+        assert_eq!(c[0].start, slots[1].end.offset);
+        drop(log);
+        let log = FileLog::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(log.replay(Position::default()).unwrap().len(), 3);
+        drop(log);
+
+        // The body cut in the middle: cut at the record's header, after its pad.
+        let cut = slots[1].body.offset + MIB as u64;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let log = FileLog::open(dir.path(), 1 << 30).unwrap();
+        let replayed = log.replay(Position::default()).unwrap();
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(replayed[0].receipt, records[0].1);
+        let header = slots[1].start + slots[1].pad;
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), header);
+        let d = write_all(&log, &[record(3, 2 * MIB)]);
+        drop(log);
+        let log = FileLog::open(dir.path(), 1 << 30).unwrap();
+        let replayed = log.replay(Position::default()).unwrap();
+        assert_eq!(replayed.len(), 2);
+        assert_eq!(replayed[1].body, d[0].body);
+        assert_eq!(log.read(d[0].body).unwrap(), record(3, 2 * MIB).2);
+
+        // A damaged pad is a torn end too.
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = (d[0].start + 5) as usize;
+        assert_eq!(&bytes[d[0].start as usize..][..4], MAGIC_PAD);
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = FileLog::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(log.replay(Position::default()).unwrap().len(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), d[0].start);
     }
 }

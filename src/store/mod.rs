@@ -26,11 +26,14 @@
 //! `accept` returns only after the **`fdatasync(2)` of the segment file holding the
 //! acceptance record has returned**, issued after the record's `pwrite(2)` and the writes of
 //! every record before it returned (`log.rs`, `FileLog::sync`, which calls
-//! `File::sync_data`). That one syscall makes the acceptance durable: the record holds the
-//! package and its whole acceptance, and on open every record after the applied watermark is
-//! replayed into the map (`Engine::recover`). sled's own `flush()` is not relied on for
-//! acceptances: in 0.34 it issues `sync_file_range` without fsync and never syncs blob files
-//! (see `../shared/LIMITS.md` §4); its background flush (every 500 ms) and the explicit
+//! `File::sync_data`). A body of 1 MiB or more is written with `O_DIRECT` on a second
+//! descriptor of the same segment (`log.rs`, "Large bodies"); the same `fdatasync` then
+//! flushes the device's cache and commits the file's size for it. That one syscall makes the
+//! acceptance durable: the record holds the package and its whole acceptance, and on open
+//! every record after the applied watermark is replayed into the map (`Engine::recover`).
+//! sled's own `flush()` is not relied on for acceptances: in 0.34 it issues
+//! `sync_file_range` without fsync and never syncs blob files (see `../shared/LIMITS.md`
+//! §4); its background flush (every 500 ms) and the explicit
 //! [`Engine::sync`] (sled `flush` then `fdatasync` of its `db` file) only bound how much
 //! replay is needed.
 //!
