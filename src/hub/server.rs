@@ -884,7 +884,8 @@ async fn read_body(mut body: Incoming, max: u64) -> Result<Bytes, BodyError> {
     // Preallocate what was declared, but not a declared 64 MiB before any byte arrived:
     // at most 1 MiB first. Once the body outgrows that, the client has shown it sends, and
     // the rest of the declared length is reserved at once, so a 5 MB package takes 5 MB
-    // (not the 8 MiB that doubling would leave, after copying 7 MiB on the way).
+    // (not the 8 MiB that doubling would leave, after copying 7 MiB on the way), in a
+    // block-aligned buffer when it is large enough for the store's O_DIRECT writes.
     let exact = body.size_hint().exact().filter(|&n| n <= max);
     let first = exact.unwrap_or(0).min(1 << 20);
     let mut buf = BytesMut::with_capacity(usize::try_from(first).unwrap_or(0));
@@ -900,7 +901,14 @@ async fn read_body(mut body: Incoming, max: u64) -> Result<Bytes, BodyError> {
                     .filter(|&n| n >= len)
                     .and_then(|n| usize::try_from(n).ok())
                 {
-                    buf.reserve(rest - buf.len());
+                    if rest as u64 >= crate::store::log::DIRECT_MIN {
+                        // Block-aligned, so the store writes it with O_DIRECT from here.
+                        let mut aligned = crate::store::log::aligned_buffer(rest);
+                        aligned.extend_from_slice(&buf);
+                        buf = aligned;
+                    } else {
+                        buf.reserve(rest - buf.len());
+                    }
                 }
             }
             buf.extend_from_slice(&data);

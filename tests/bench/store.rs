@@ -46,7 +46,15 @@ fn message(tag: u64, size: usize) -> NewMessage {
 /// of freshly allocated memory.
 fn message_in(spare: Option<bytes::BytesMut>, tag: u64, size: usize) -> NewMessage {
     use std::io::Write;
-    let mut b = spare.unwrap_or_default();
+    // As the hub reads a large request body: into a block-aligned buffer (see
+    // `truc::store::log::aligned_buffer`).
+    let mut b = spare.unwrap_or_else(|| {
+        if size as u64 >= truc::store::log::DIRECT_MIN {
+            truc::store::log::aligned_buffer(size)
+        } else {
+            bytes::BytesMut::new()
+        }
+    });
     b.clear();
     let mut w = (&mut b).writer();
     write!(w, "<edXML>{tag}</edXML>").unwrap();
