@@ -25,10 +25,10 @@
 //! `O_DIRECT` needs block-aligned memory too: a body read into [`aligned_buffer`] (the hub
 //! reads every request body of [`DIRECT_MIN`] bytes or more with a declared length into one)
 //! has its whole blocks written from where it is in one call; the rest, and a body elsewhere
-//! in memory, is copied through a block-aligned buffer of [`CHUNK`] bytes. Measured on this machine (2026-12-04, 5 MB
-//! written and `fdatasync`ed 75 times a second): p99 4.6–5.6 ms this way, against 15–27 ms
-//! buffered with the page-cache window below and 280–330 ms buffered without it. The
-//! header, metadata and receipt before the body are written buffered (they are in other
+//! in memory, is copied through a block-aligned buffer of [`CHUNK`] bytes. Measured on this
+//! machine (2026-12-04, 5 MB written and `fdatasync`ed 75 times a second): p99 4.6–5.6 ms
+//! this way, against 15–27 ms buffered with the page-cache window below and 280–330 ms
+//! buffered without it. The header, metadata and receipt before the body are written buffered (they are in other
 //! blocks), and the record's one `fdatasync` (of the same file, through the other
 //! descriptor) then flushes the device's cache for both and commits the file's size.
 //! Where `O_DIRECT` is refused (a file system without it, such as tmpfs), the same bytes
