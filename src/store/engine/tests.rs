@@ -1670,3 +1670,114 @@ fn a_failed_write_refuses_every_record_after_it_and_every_later_acceptance() {
         "nothing stored"
     );
 }
+
+/// A package of `len` bytes (1 MiB or more is an aligned record on disk, its body written
+/// with `O_DIRECT`).
+fn large(tag: u8, len: usize) -> Vec<u8> {
+    let mut b = format!("<edXML>{tag}</edXML>").into_bytes();
+    b.extend((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(tag)));
+    b.truncate(len);
+    b
+}
+
+/// Large packages are stored, idempotent and intact after a restart, beside small ones; a
+/// DocumentId conflict and a refused receipt store nothing; a large receipt is kept whole.
+#[test]
+fn large_packages_are_stored_once_and_come_back() {
+    let big_receipt = |id: MessageId| {
+        let mut r = receipt(id);
+        r.resize(40_000, b' ');
+        r
+    };
+    for mut h in Harness::both() {
+        let name = h.name();
+        let a = large(1, 3 << 20);
+        let b = large(2, (1 << 20) + 17);
+        let c = large(3, 2 << 20);
+        let (ida, idb, idc) = with!(&h, |s| {
+            let handed = std::cell::Cell::new(None);
+            let first = s
+                .accept(
+                    new(G12, PUSH_AND_PULL, &a, Some(("BIG", 0)), t(0)),
+                    &|id, sha| {
+                        handed.set(Some(*sha));
+                        Ok(receipt(id))
+                    },
+                )
+                .unwrap();
+            assert!(matches!(first, Accepted::New { .. }), "{name}: {first:?}");
+            assert_eq!(handed.get(), Some(crate::pki::sha256(&a)), "{name}");
+            let again = s
+                .accept(
+                    new(G12, PUSH_AND_PULL, &a, Some(("BIG", 0)), t(1)),
+                    &make_receipt,
+                )
+                .unwrap();
+            assert!(
+                matches!(&again, Accepted::Duplicate { id, receipt: r }
+                    if *id == first.id() && r == first.receipt()),
+                "{name}: {again:?}"
+            );
+            let e = s
+                .accept(
+                    new(G12, PUSH_AND_PULL, &c, Some(("BIG", 0)), t(2)),
+                    &make_receipt,
+                )
+                .unwrap_err();
+            assert!(matches!(e, StoreError::Conflict { .. }), "{name}: {e}");
+            let e = s
+                .accept(new(G12, PUSH_AND_PULL, &c, None, t(3)), &|_, _| {
+                    Err("no key".into())
+                })
+                .unwrap_err();
+            assert!(matches!(e, StoreError::Receipt(_)), "{name}: {e}");
+            let small = accept(
+                s,
+                new(G12, &[(H41, Mode::Pull)], b"<edXML>s</edXML>", None, t(4)),
+            );
+            let second = s
+                .accept(new(G12, &[(H29, Mode::Pull)], &b, None, t(4)), &|id, _| {
+                    Ok(big_receipt(id))
+                })
+                .unwrap();
+            let third = accept(s, new(G12, &[(H29, Mode::Push)], &c, None, t(5)));
+            assert_eq!(s.body(third).unwrap().unwrap(), c, "{name}");
+            assert_eq!(
+                s.body(small).unwrap().unwrap(),
+                b"<edXML>s</edXML>",
+                "{name}"
+            );
+            s.check_indexes().unwrap();
+            (first.id(), second.id(), third)
+        });
+        h.restart();
+        with!(&h, |s| {
+            let all = s.messages(&Filter::default(), None, 10).unwrap().messages;
+            assert_eq!(all.len(), 4, "{name}: {all:?}");
+            for (id, bytes, r) in [
+                (ida, &a, receipt(ida)),
+                (idb, &b, big_receipt(idb)),
+                (idc, &c, receipt(idc)),
+            ] {
+                assert_eq!(&s.body(id).unwrap().unwrap(), bytes, "{name}: {id}");
+                let stored = s.receipt(id, ACCEPTANCE_RECEIPT).unwrap().unwrap();
+                assert_eq!(stored, r, "{name}: {id}");
+            }
+            s.check_indexes().unwrap();
+            let d = accept(
+                s,
+                new(G12, &[(H29, Mode::Pull)], b"<edXML>d</edXML>", None, t(6)),
+            );
+            assert_eq!(s.body(d).unwrap().unwrap(), b"<edXML>d</edXML>");
+        });
+        h.restart();
+        with!(&h, |s| assert_eq!(
+            s.messages(&Filter::default(), None, 10)
+                .unwrap()
+                .messages
+                .len(),
+            5,
+            "{name}"
+        ));
+    }
+}
