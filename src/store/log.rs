@@ -465,6 +465,19 @@ impl FileLog {
         segment_path(&self.dir, segment)
     }
 
+    /// Cuts or extends a segment to `len` bytes, durably, and appends there next if it is
+    /// the one being written.
+    fn set_len(&self, path: &Path, segment: u64, len: u64) -> Result<(), StoreError> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(len)?;
+        f.sync_all()?;
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if w.segment == segment {
+            w.len = len;
+        }
+        Ok(())
+    }
+
     fn reader(&self, segment: u64) -> Result<Arc<File>, StoreError> {
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = readers.get(&segment) {
@@ -666,13 +679,7 @@ impl Log for FileLog {
                             // An aligned record whose zeros after the body did not reach
                             // the disk: give the file its full length, so the next record
                             // goes where replay will look for it.
-                            let f = OpenOptions::new().write(true).open(&path)?;
-                            f.set_len(pos)?;
-                            f.sync_all()?;
-                            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                            if w.segment == segment {
-                                w.len = pos;
-                            }
+                            self.set_len(&path, segment, pos)?;
                             break;
                         }
                         r.seek_relative((pos - read_to) as i64)?;
@@ -685,13 +692,7 @@ impl Log for FileLog {
                             dropped = end - pos,
                             "torn record at the end of a log segment (never acknowledged); truncated"
                         );
-                        let f = OpenOptions::new().write(true).open(&path)?;
-                        f.set_len(pos)?;
-                        f.sync_all()?;
-                        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                        if w.segment == segment {
-                            w.len = pos;
-                        }
+                        self.set_len(&path, segment, pos)?;
                         break;
                     }
                 }
