@@ -128,8 +128,6 @@ pub struct Slot {
     start: u64,
     /// Bytes of the pad before the record's header (0: none).
     pad: u64,
-    /// Whether the body is block-aligned (written with `O_DIRECT` when it can be).
-    aligned: bool,
     /// The segment file (none for the memory log).
     file: Option<Arc<SegmentFile>>,
 }
@@ -138,6 +136,12 @@ impl Slot {
     /// The segment the record is in.
     pub fn segment(&self) -> u64 {
         self.end.segment
+    }
+
+    /// Whether it is an aligned record (its body block-aligned, written with `O_DIRECT`
+    /// when it can be).
+    fn aligned(&self) -> bool {
+        self.body.len >= DIRECT_MIN
     }
 }
 
@@ -214,13 +218,21 @@ struct SegmentFile {
 }
 
 impl SegmentFile {
-    fn new(file: File, direct: Option<File>) -> Arc<Self> {
-        Arc::new(SegmentFile {
+    /// Opens (creating it if needed) segment `segment` of `dir` for writing, and again with
+    /// `O_DIRECT` when `direct` asks for it and the file system allows it.
+    fn open(dir: &Path, segment: u64, direct: bool) -> Result<Arc<Self>, StoreError> {
+        let file = open_segment(dir, segment)?;
+        let direct = if direct {
+            open_direct(dir, segment)
+        } else {
+            None
+        };
+        Ok(Arc::new(SegmentFile {
             file,
             direct,
             buffered_only: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
-        })
+        }))
     }
 
     /// Writes `body` at the block-aligned offset `at`, zeros after it to the next block
@@ -431,34 +443,24 @@ impl FileLog {
         std::fs::create_dir_all(dir)?;
         let segments = list(dir)?;
         let segment = segments.last().copied().unwrap_or(1);
-        let file = open_segment(dir, segment)?;
-        let direct_file = if direct {
-            open_direct(dir, segment)
-        } else {
-            None
-        };
-        let len = file.metadata()?.len();
+        let file = SegmentFile::open(dir, segment, direct)?;
+        let len = file.file.metadata()?.len();
         if segments.is_empty() {
             sync_dir(dir)?;
         }
         Ok(FileLog {
             dir: dir.to_owned(),
             max_segment,
-            direct: direct_file.is_some(),
+            direct: file.direct.is_some(),
             writer: Mutex::new(Writer {
                 segment,
-                file: SegmentFile::new(file, direct_file),
+                file,
                 len,
                 seq: 0,
             }),
             readers: Mutex::default(),
             buffers: Mutex::default(),
         })
-    }
-
-    /// Whether large bodies are written with `O_DIRECT`.
-    pub fn direct(&self) -> bool {
-        self.direct
     }
 
     fn path(&self, segment: u64) -> PathBuf {
@@ -549,15 +551,10 @@ impl Log for FileLog {
         let mut at = head.place(w.len, body_len);
         if w.len > 0 && at.end > self.max_segment {
             let next = w.segment + 1;
-            let file = open_segment(&self.dir, next)?;
-            let direct = if self.direct {
-                open_direct(&self.dir, next)
-            } else {
-                None
-            };
+            let file = SegmentFile::open(&self.dir, next, self.direct)?;
             sync_dir(&self.dir)?;
             // Records still being written into the old segment hold its file in their slots.
-            w.file = SegmentFile::new(file, direct);
+            w.file = file;
             w.segment = next;
             w.len = 0;
             at = head.place(0, body_len);
@@ -579,7 +576,6 @@ impl Log for FileLog {
             },
             start,
             pad: at.pad,
-            aligned: head.aligned,
             file: Some(w.file.clone()),
         })
     }
@@ -595,7 +591,7 @@ impl Log for FileLog {
         } else {
             f.file.write_all_at(&head.head, slot.start)?;
         }
-        if slot.aligned {
+        if slot.aligned() {
             f.write_aligned(body, slot.body.offset, &self.buffers)?;
         } else {
             f.file.write_all_at(body, slot.body.offset)?;
@@ -861,7 +857,6 @@ impl Log for MemLog {
             },
             start: index,
             pad: 0,
-            aligned: false,
             file: None,
         })
     }
@@ -1042,17 +1037,16 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = FileLog::open_with(dir.path(), 1 << 30, direct).unwrap();
             let slots = write_records(&log, &records, from_aligned);
-            for ((meta, receipt, body), slot) in records.iter().zip(&slots) {
+            for ((_, receipt, body), slot) in records.iter().zip(&slots) {
                 assert_eq!(&log.read(slot.body).unwrap(), body);
                 let r = log.read_receipt(slot.body, receipt.len() as u64).unwrap();
                 assert_eq!(&r, receipt);
                 let large = body.len() as u64 >= DIRECT_MIN;
-                assert_eq!(slot.aligned, large, "{} bytes", body.len());
+                assert_eq!(slot.aligned(), large, "{} bytes", body.len());
                 if large {
                     assert_eq!(slot.body.offset % BLOCK, 0);
                     assert_eq!(slot.end.offset % BLOCK, 0);
                 }
-                let _ = meta;
             }
             drop(log);
             let log = FileLog::open_with(dir.path(), 1 << 30, direct).unwrap();

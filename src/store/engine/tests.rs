@@ -100,6 +100,14 @@ fn make_receipt(id: MessageId, _sha256: &[u8; 32]) -> Result<Vec<u8>, String> {
     Ok(receipt(id))
 }
 
+/// How many messages the store holds, counted in one page of 10 (enough where it is used).
+fn stored<K: Kv, L: Log>(s: &Engine<K, L>) -> usize {
+    s.messages(&Filter::default(), None, 10)
+        .unwrap()
+        .messages
+        .len()
+}
+
 /// Accepts a message that must be new or a duplicate; its id.
 fn accept<K: Kv, L: Log>(s: &Engine<K, L>, m: NewMessage) -> MessageId {
     s.accept(m, &make_receipt).unwrap().id()
@@ -830,13 +838,7 @@ fn a_torn_tail_is_truncated() {
         assert_eq!(s.body(b).unwrap().unwrap(), b"next");
     });
     h.restart();
-    with!(&h, |s| assert_eq!(
-        s.messages(&Filter::default(), None, 10)
-            .unwrap()
-            .messages
-            .len(),
-        2
-    ));
+    with!(&h, |s| assert_eq!(stored(s), 2));
 }
 
 #[test]
@@ -1771,13 +1773,6 @@ fn large_packages_are_stored_once_and_come_back() {
             assert_eq!(s.body(d).unwrap().unwrap(), b"<edXML>d</edXML>");
         });
         h.restart();
-        with!(&h, |s| assert_eq!(
-            s.messages(&Filter::default(), None, 10)
-                .unwrap()
-                .messages
-                .len(),
-            5,
-            "{name}"
-        ));
+        with!(&h, |s| assert_eq!(stored(s), 5, "{name}"));
     }
 }
